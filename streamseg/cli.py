@@ -1,0 +1,56 @@
+"""`streamseg` command line: one subcommand per module in streamseg/commands/.
+
+Each command module is light to import (heavy libraries are imported inside its `run`), so
+`streamseg --help` is fast and lists every subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from streamseg.errors import UserError
+
+# Order shown by `streamseg --help`. Each name is a module streamseg.commands.<name> with
+# `HELP: str`, `add_arguments(parser)` and `run(args) -> int`.
+COMMANDS: tuple[str, ...] = (
+    "image",
+    "weights",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamseg",
+        description="Open-vocabulary video segmentation and tracking (FC-CLIP).",
+    )
+    from streamseg import __version__
+
+    parser.add_argument("--version", action="version", version=f"streamseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for name in COMMANDS:
+        module = importlib.import_module(f"streamseg.commands.{name}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except UserError as error:
+        print(f"streamseg {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"streamseg {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
