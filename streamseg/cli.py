@@ -18,6 +18,7 @@ from streamseg.errors import UserError
 COMMANDS: tuple[str, ...] = (
     "image",
     "weights",
+    "synth",
 )
 
 
