@@ -41,8 +41,8 @@ def test_same_seed_same_scene_other_seed_other_scene() -> None:
     assert not np.array_equal(a.image, c.image)
     va = render_video(3, small_video_config(64, 6))
     vb = render_video(3, small_video_config(64, 6))
-    assert all(np.array_equal(x.image, y.image) for x, y in zip(va, vb))
-    assert all(np.array_equal(x.panoptic, y.panoptic) for x, y in zip(va, vb))
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(va, vb, strict=True))
+    assert all(np.array_equal(x.panoptic, y.panoptic) for x, y in zip(va, vb, strict=True))
 
 
 def test_segments_cover_every_pixel_with_exact_area_and_bbox() -> None:
@@ -120,7 +120,7 @@ def test_coco_panoptic_files_round_trip(tmp_path) -> None:
     assert len(data["images"]) == 3 and len(data["categories"]) == 54
     assert {c["isthing"] for c in data["categories"]} == {0, 1}
     config = replace(SceneConfig(), height=64, width=80)
-    for image, annotation in zip(data["images"], data["annotations"]):
+    for image, annotation in zip(data["images"], data["annotations"], strict=True):
         assert (image["height"], image["width"]) == (64, 80)
         ids = read_panoptic_png(tmp_path / "panoptic" / annotation["file_name"])
         scene = render_image(5 + image["id"], config)
@@ -158,7 +158,7 @@ def test_vipseg_files_and_mp4(tmp_path) -> None:
     name = video["video_id"]
     assert len(video["annotations"]) == 5
     frames = render_video(2, small_video_config(64, 5))
-    for annotation, frame in zip(video["annotations"], frames):
+    for annotation, frame in zip(video["annotations"], frames, strict=True):
         ids = read_panoptic_png(tmp_path / "panomasks" / name / annotation["file_name"])
         assert np.array_equal(ids, frame.panoptic)
         assert {s["id"] for s in annotation["segments_info"]} == set(np.unique(ids).tolist())

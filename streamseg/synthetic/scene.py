@@ -206,7 +206,7 @@ def segments_of(panoptic: np.ndarray) -> list[SegmentInfo]:
     rows = np.arange(panoptic.shape[0])
     cols = np.arange(panoptic.shape[1])
     segments = []
-    for index, (segment_id, area) in enumerate(zip(ids.tolist(), areas.tolist())):
+    for index, (segment_id, area) in enumerate(zip(ids.tolist(), areas.tolist(), strict=True)):
         mask = inverse == index
         ys = rows[mask.any(axis=1)]
         xs = cols[mask.any(axis=0)]

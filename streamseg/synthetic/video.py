@@ -132,7 +132,7 @@ def iter_video(seed: int, config: VideoConfig = VideoConfig()) -> Iterator[Scene
         yield Scene(
             image=image, panoptic=panoptic, segments=segments, caption=write_caption(segments, rng)
         )
-        for thing, motion in zip(things, motions):
+        for thing, motion in zip(things, motions, strict=True):
             _step(thing, motion, frame + 1)
 
 
