@@ -1,0 +1,453 @@
+"""`Segmenter`: the FC-CLIP image model as a user calls it.
+
+    seg = Segmenter.from_pretrained("fcclip-convnext-large.pth", clip_weights="clip.safetensors")
+    seg.set_vocabulary(["person", "dog,puppy", ["red kite", "kite"]])
+    results = seg.segment(frames)            # list[FrameSegmentation], one per frame
+
+Inference follows the official FC-CLIP order: test-time resize (shortest edge 800, longest at
+most 1333; PIL bilinear like detectron2's ResizeShortestEdge), normalize, zero-pad to /32,
+network, out-of-vocabulary branch, geometric ensemble, mask logits upsampled to the padded size,
+cropped, resized to the output size, panoptic inference. Frames are grouped by padded size so a
+batch gives the same result as single calls. `segment_raw` returns the per-query outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from streamseg.errors import UserError
+from streamseg.model import checkpoint
+from streamseg.model.backbone import build_tokenizer
+from streamseg.model.config import PRESETS, FCCLIPConfig
+from streamseg.model.fcclip import FCCLIP, build_model
+from streamseg.model.outputs import FrameSegmentation, Segment
+from streamseg.model.postprocess import (
+    boxes_and_areas,
+    class_logits_from_probs,
+    panoptic_inference,
+    panoptic_keep,
+    resize_mask_logits,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from streamseg.model.vocab import TextClassifier, Vocabulary
+
+# Folders of the project's own trained models (own format), looked up by name.
+WEIGHTS_DIRS = (
+    Path(__file__).resolve().parents[2] / "weights",
+    Path(__file__).resolve().parents[1] / "data" / "weights",
+)
+
+
+def find_model_folder(name: str) -> Path | None:
+    """The own-format folder of a named embedded model, or None."""
+    for root in WEIGHTS_DIRS:
+        folder = root / name
+        if (folder / checkpoint.CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
+# The embedded model once trained (weights/shapes-tiny); until then a tiny random-weight config.
+DEFAULT_MODEL = "shapes-tiny" if find_model_folder("shapes-tiny") else "tiny-convnext"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """ "auto" -> cuda, else mps, else cpu; "cpu", "cuda", "cuda:N", "mps" as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"{device}: not a device (auto, cpu, cuda, cuda:N, mps)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{device}: CUDA is not available on this machine")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"{device}: MPS is not available on this machine")
+    return resolved
+
+
+def resize_shortest_edge(
+    height: int, width: int, short_edge: int, max_size: int
+) -> tuple[int, int]:
+    """detectron2's ResizeShortestEdge output size; short_edge <= 0 = no resize."""
+    if short_edge <= 0:
+        return height, width
+    scale = short_edge / min(height, width)
+    if height < width:
+        new_h, new_w = float(short_edge), scale * width
+    else:
+        new_h, new_w = scale * height, float(short_edge)
+    if max(new_h, new_w) > max_size:
+        scale = max_size / max(new_h, new_w)
+        new_h, new_w = new_h * scale, new_w * scale
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+@dataclass(frozen=True)
+class _DeviceText:
+    """The text classifier's tensors, moved to the model's device once."""
+
+    embeddings: Tensor
+    class_index: Tensor
+    num_classes: int
+
+
+def _as_frames(frames: Any) -> list[np.ndarray]:
+    """(H, W, 3) uint8 arrays from a list of arrays/tensors or a (B, H, W, 3) uint8 tensor."""
+    if isinstance(frames, Tensor):
+        frames = (
+            list(frames.detach().cpu().numpy()) if frames.dim() == 4 else [frames.cpu().numpy()]
+        )
+    elif isinstance(frames, np.ndarray):
+        frames = list(frames) if frames.ndim == 4 else [frames]
+    out = []
+    for frame in frames:
+        array = frame.detach().cpu().numpy() if isinstance(frame, Tensor) else np.asarray(frame)
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise ValueError(f"frames must be (H, W, 3) uint8 RGB, got {array.shape} {array.dtype}")
+        out.append(array)
+    return out
+
+
+class Segmenter:
+    """Open-vocabulary panoptic segmentation of images with FC-CLIP.
+
+    Build with `from_pretrained`; set classes with `set_vocabulary`; call `segment`.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: FCCLIP,
+        config: FCCLIPConfig,
+        device: torch.device,
+        name: str,
+        weight_files: tuple[Path, ...] = (),
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.config = config
+        self.device = device
+        self.name = name
+        self._weight_files = weight_files
+        self._sha256: str | None = None
+        self._tokenizer = build_tokenizer(config.clip_model, config.clip_config)
+        self._vocabulary: Vocabulary | None = None
+        self._text: _DeviceText | None = None
+        self._seen: Tensor | None = None
+        self._is_thing: Tensor | None = None
+
+    # ----------------------------------------------------------------------------- building
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = DEFAULT_MODEL,
+        config: FCCLIPConfig | str | None = None,
+        clip_weights: str | Path | None = None,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+    ) -> Segmenter:
+        """A segmenter from a preset name, an own-format folder, or an official `.pth`.
+
+        Args:
+            name_or_path: a preset in `PRESETS` (random weights, seeded, with a warning), the
+                name of an embedded model (weights/<name>/), a folder with config.json +
+                model.safetensors, or an official FC-CLIP checkpoint (detectron2 `.pth`).
+            config: an `FCCLIPConfig` or preset name; for an official `.pth` it defaults to the
+                official preset matching the file's widths; for a folder, the folder's config.
+            clip_weights: open_clip weights file for the CLIP when the checkpoint has none.
+            device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+            seed: RNG seed of the random initialization (presets only).
+        """
+        resolved = resolve_device(device)
+        if isinstance(config, str):
+            config = checkpoint_config(config)
+        name = str(name_or_path)
+        path = Path(name_or_path)
+        folder = find_model_folder(name) if not path.exists() else None
+        if path.is_dir() or folder is not None:
+            folder = path if path.is_dir() else folder
+            folder_config, _ = checkpoint.read_folder_config(folder)
+            config = config or folder_config
+            model = _build_seeded(config, seed)
+            checkpoint.load_folder_weights(model, folder, clip_weights)
+            files = (folder / checkpoint.WEIGHTS_FILE,)
+            label = folder.name
+        elif path.is_file():
+            config = config or checkpoint.infer_official_config(path)
+            model = _build_seeded(config, seed)
+            checkpoint.load_official_checkpoint(model, path, clip_weights)
+            files = (path,)
+            label = path.stem
+        elif name in PRESETS:
+            config = config or PRESETS[name]
+            model = _build_seeded(config, seed)
+            if clip_weights is not None:
+                checkpoint.load_clip_weights(model, clip_weights)
+            warnings.warn(
+                f"{name}: random weights (seed {seed}) - a preset without trained weights; "
+                "its segmentations are meaningless",
+                UserWarning,
+                stacklevel=2,
+            )
+            files = (Path(clip_weights),) if clip_weights is not None else ()
+            label = f"{name}-random-seed{seed}"
+        else:
+            raise UserError(
+                f"{name}: no such file or folder, and not a model name "
+                f"(presets: {', '.join(sorted(PRESETS))})"
+            )
+        if clip_weights is not None and Path(clip_weights) not in files:
+            files = (*files, Path(clip_weights))
+        return cls(model=model, config=config, device=resolved, name=label, weight_files=files)
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the weight files ("+"-joined), or of the tensors for random weights."""
+        if self._sha256 is None:
+            if self._weight_files and "-random-seed" not in self.name:
+                self._sha256 = "+".join(checkpoint.file_sha256(p) for p in self._weight_files)
+            else:
+                digest = hashlib.sha256()
+                for key, value in self.model.state_dict().items():
+                    digest.update(key.encode())
+                    digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+                self._sha256 = digest.hexdigest()
+        return self._sha256
+
+    @property
+    def model_id(self) -> str:
+        """Model name and weights sha256, for provenance records."""
+        return f"{self.name}@sha256:{self.weights_sha256}"
+
+    @property
+    def vocabulary(self) -> Vocabulary | None:
+        """The current vocabulary (None before `set_vocabulary`)."""
+        return self._vocabulary
+
+    # ----------------------------------------------------------------------------- vocabulary
+    def set_vocabulary(self, classes: Any, cache_dir: str | Path | None = None) -> Vocabulary:
+        """Set the classes and compute (once) their text classifier.
+
+        Args:
+            classes: a `Vocabulary`; a CLI-syntax string ("person|people,car" or a dataset
+                name); or a list whose items are a class name (commas inside split synonyms,
+                as the official class files) or a list of synonyms. Classes from a list are
+                things; use a `Vocabulary` to declare stuff.
+            cache_dir: optional on-disk cache of text classifiers.
+        """
+        from streamseg.model.vocab import (
+            VocabClass,
+            Vocabulary,
+            build_text_classifier,
+            parse_vocab,
+        )
+
+        if isinstance(classes, str):
+            vocabulary = parse_vocab(classes)
+        elif isinstance(classes, Vocabulary):
+            vocabulary = classes
+        else:
+            items = []
+            for item in classes:
+                if isinstance(item, str):
+                    synonyms = [s.strip() for s in item.replace(", ", ",").split(",") if s.strip()]
+                else:
+                    synonyms = [str(s).strip() for s in item if str(s).strip()]
+                if not synonyms:
+                    raise UserError(f"{item!r}: a class needs at least one name")
+                items.append(VocabClass(name=synonyms[0], synonyms=tuple(synonyms)))
+            vocabulary = Vocabulary(classes=tuple(items))
+        text = build_text_classifier(
+            self.model.backbone.encode_text,
+            self._tokenizer,
+            vocabulary,
+            self.device,
+            cache_dir=cache_dir,
+            cache_key=self.model_id if cache_dir is not None else None,
+        )
+        self.set_text_classifier(vocabulary, text)
+        return vocabulary
+
+    def set_text_classifier(
+        self, vocabulary: Vocabulary, text: TextClassifier, seen: Tensor | None = None
+    ) -> None:
+        """Use a ready text classifier (e.g. from training code); `seen` (C,) bool defaults to
+        the overlap of the vocabulary's synonyms with `config.train_vocabulary`."""
+        if seen is None:
+            from streamseg.model.vocab import seen_classes
+
+            seen = seen_classes(vocabulary, set(self.config.train_vocabulary))
+        self._vocabulary = vocabulary
+        self._text = _DeviceText(
+            embeddings=text.embeddings.to(self.device, torch.float32),
+            class_index=text.class_index.to(self.device),
+            num_classes=int(text.num_classes),
+        )
+        self._seen = torch.as_tensor(seen, dtype=torch.bool, device=self.device)
+        self._is_thing = torch.tensor(
+            list(vocabulary.is_thing), dtype=torch.bool, device=self.device
+        )
+
+    # ----------------------------------------------------------------------------- inference
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Model input size of a (height, width) frame under the test-time resize."""
+        return resize_shortest_edge(
+            height, width, self.config.test_short_edge, self.config.test_max_size
+        )
+
+    def _prepare(self, frame: np.ndarray) -> Tensor:
+        """(H, W, 3) uint8 -> (3, h, w) float on device, resized (PIL bilinear) and normalized."""
+        height, width = frame.shape[:2]
+        size = self.input_size(height, width)
+        if size != (height, width):
+            from PIL import Image
+
+            frame = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
+        image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)
+        return self.model.normalize(image[None])[0]
+
+    def _groups(self, frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
+        """Frame indices grouped by padded input size."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        div = self.config.size_divisibility
+        for i, frame in enumerate(frames):
+            h, w = self.input_size(*frame.shape[:2])
+            padded = (-(-h // div) * div, -(-w // div) * div)
+            groups.setdefault(padded, []).append(i)
+        return groups
+
+    @torch.no_grad()
+    def _run(self, frames: list[np.ndarray]) -> list[dict[str, Any]]:
+        if self._text is None:
+            raise RuntimeError("call set_vocabulary(...) before segmenting")
+        results: list[dict[str, Any]] = [{} for _ in frames]
+        for padded, indices in self._groups(frames).items():
+            images = [self._prepare(frames[i]) for i in indices]
+            batch = torch.zeros((len(images), 3, *padded), device=self.device)
+            for j, image in enumerate(images):
+                batch[j, :, : image.shape[1], : image.shape[2]] = image
+            out = self.model.predict(
+                batch,
+                self._text,
+                self._seen,
+                self.config.ensemble_alpha,
+                self.config.ensemble_beta,
+                self.config.ensemble_on_valid_mask,
+            )
+            for j, i in enumerate(indices):
+                results[i] = {key: value[j] for key, value in out.items()}
+                results[i]["image_size"] = tuple(images[j].shape[1:])
+                results[i]["padded_size"] = padded
+        return results
+
+    def segment_raw(self, frames: Any) -> dict[str, Any]:
+        """Per-query outputs for comparison with other implementations.
+
+        Returns:
+            "in_vocab_logits" (B, Q, C+1), "out_vocab_logits" (B, Q, C+1) (last = void),
+            "class_probs" (B, Q, C+1) ensembled probabilities, "embeddings" (B, Q, D)
+            normalized region CLIP embeddings, "valid" (B, Q); "mask_logits": list of
+            (Q, Hp/4, Wp/4) per frame (stride 4 of the padded input); "image_sizes" and
+            "padded_sizes": per frame (h, w) model input size before / after padding.
+        """
+        results = self._run(_as_frames(frames))
+        stacked = {
+            key: torch.stack([r[key] for r in results])
+            for key in ("in_vocab_logits", "out_vocab_logits", "class_probs", "embeddings", "valid")
+        }
+        stacked["mask_logits"] = [r["mask_logits"] for r in results]
+        stacked["image_sizes"] = [r["image_size"] for r in results]
+        stacked["padded_sizes"] = [r["padded_size"] for r in results]
+        return stacked
+
+    def segment(
+        self, frames: Any, output_size: tuple[int, int] | None = None
+    ) -> list[FrameSegmentation]:
+        """Panoptic segmentation of a batch of frames.
+
+        Args:
+            frames: list of (H, W, 3) uint8 RGB arrays/tensors or a (B, H, W, 3) uint8 tensor.
+            output_size: (H, W) of the results; default each frame's own size.
+
+        Returns:
+            one `FrameSegmentation` per frame (panoptic ids 1.., segments, and each segment's
+            L2-normalized mask-pooled CLIP embedding; a merged stuff segment gets the normalized
+            mean of its queries' embeddings).
+        """
+        frame_list = _as_frames(frames)
+        outputs = []
+        for frame, raw in zip(frame_list, self._run(frame_list), strict=True):
+            size = tuple(output_size) if output_size is not None else frame.shape[:2]
+            outputs.append(self._panoptic(raw, size))
+        return outputs
+
+    def _panoptic(self, raw: dict[str, Any], output_size: tuple[int, int]) -> FrameSegmentation:
+        mask_cls = class_logits_from_probs(raw["class_probs"])
+        # Only queries that panoptic inference can keep are upsampled (identical result).
+        kept = torch.nonzero(panoptic_keep(mask_cls, self.config.object_mask_threshold)).flatten()
+        masks = resize_mask_logits(
+            raw["mask_logits"][kept], raw["padded_size"], raw["image_size"], output_size
+        )
+        panoptic, segments = panoptic_inference(
+            mask_cls[kept],
+            masks,
+            self._is_thing,
+            self.config.object_mask_threshold,
+            self.config.overlap_threshold,
+        )
+        ids = [s.id for s in segments]
+        boxes, areas = boxes_and_areas(panoptic, ids)
+        embeddings = raw["embeddings"]
+        rows = []
+        out_segments = []
+        for segment, box, area in zip(segments, boxes, areas, strict=True):
+            queries = kept[list(segment.queries)]
+            rows.append(F.normalize(embeddings[queries].mean(0), dim=-1))
+            out_segments.append(
+                Segment(
+                    id=segment.id,
+                    class_id=segment.class_id,
+                    score=segment.score,
+                    area=area,
+                    bbox=box,
+                    is_thing=segment.is_thing,
+                )
+            )
+        dim = embeddings.shape[-1]
+        matrix = torch.stack(rows).float().cpu().numpy() if rows else np.zeros((0, dim), np.float32)
+        return FrameSegmentation(
+            panoptic=panoptic.cpu().numpy().astype(np.int32),
+            segments=out_segments,
+            embeddings=matrix,
+        )
+
+
+def checkpoint_config(name: str) -> FCCLIPConfig:
+    """A preset by name (UserError listing the presets otherwise)."""
+    from streamseg.model.config import get_preset
+
+    return get_preset(name)
+
+
+def _build_seeded(config: FCCLIPConfig, seed: int) -> FCCLIP:
+    # Fork the RNG so that building a model does not disturb the caller's random state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(config)
