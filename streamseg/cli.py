@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "image",
     "weights",
     "synth",
+    "clip",
 )
 
 
