@@ -320,7 +320,7 @@ class Segmenter:
             from PIL import Image
 
             frame = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
-        image = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)
+        image = torch.tensor(frame, device=self.device).permute(2, 0, 1)  # copies
         return self.model.normalize(image[None])[0]
 
     def _groups(self, frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:

@@ -1,0 +1,191 @@
+"""`Segmenter`: presets, own-format folders, official checkpoints, batching, sizes, raw outputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from streamseg.errors import UserError
+from streamseg.model.checkpoint import CLIP_PREFIX, save_folder
+from streamseg.model.config import PRESETS
+from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter, resize_shortest_edge
+
+NUM_CLASSES = 4
+
+
+def use_random_text(seg: Segmenter, seed: int = 0) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.tensor([0, 0, 1, 2, 3, 3])
+    text = SimpleNamespace(
+        embeddings=F.normalize(
+            torch.randn(6, seg.model.backbone.embed_dim, generator=generator), dim=-1
+        ),
+        class_index=index,
+        num_classes=NUM_CLASSES,
+    )
+    vocabulary = SimpleNamespace(is_thing=[True, False, True, False])
+    seg.set_text_classifier(vocabulary, text, seen=torch.tensor([True, True, False, False]))
+
+
+def frames(sizes, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for h, w in sizes:
+        image = np.zeros((h, w, 3), np.uint8)
+        image[: h // 2] = (200, 40, 40)
+        image[h // 2 :, : w // 2] = (30, 180, 60)
+        image += rng.integers(0, 20, size=image.shape, dtype=np.uint8)
+        out.append(image)
+    return out
+
+
+@pytest.fixture(scope="module")
+def seg() -> Segmenter:
+    with pytest.warns(UserWarning, match="random weights"):
+        segmenter = Segmenter.from_pretrained("tiny-convnext", device="cpu")
+    use_random_text(segmenter)
+    return segmenter
+
+
+def check_consistent(result, size) -> None:
+    assert result.panoptic.shape == size and result.panoptic.dtype == np.int32
+    ids = [s.id for s in result.segments]
+    assert ids == list(range(1, len(ids) + 1))
+    assert set(np.unique(result.panoptic)) <= {0, *ids}
+    assert result.embeddings.shape == (len(ids), 64) and result.embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, rtol=1e-5)
+    for s in result.segments:
+        ys, xs = np.nonzero(result.panoptic == s.id)
+        assert s.area == len(ys) > 0
+        assert s.bbox == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        assert 0 <= s.class_id < NUM_CLASSES and 0 < s.score <= 1
+        assert s.is_thing == [True, False, True, False][s.class_id]
+
+
+def test_batch_equals_single_calls(seg) -> None:
+    batch = frames([(64, 96), (80, 64), (64, 96)])
+    together = seg.segment(batch)
+    assert sum(len(r.segments) for r in together) > 0
+    for frame, result in zip(batch, together, strict=True):
+        check_consistent(result, frame.shape[:2])
+        alone = seg.segment([frame])[0]
+        np.testing.assert_array_equal(alone.panoptic, result.panoptic)
+        assert alone.segments == result.segments
+        np.testing.assert_allclose(alone.embeddings, result.embeddings, atol=1e-5)
+
+
+def test_tensor_input_and_output_size(seg) -> None:
+    batch = frames([(64, 96), (64, 96)], seed=1)
+    from_list = seg.segment(batch, output_size=(32, 48))
+    from_tensor = seg.segment(torch.from_numpy(np.stack(batch)), output_size=(32, 48))
+    for a, b in zip(from_list, from_tensor, strict=True):
+        check_consistent(a, (32, 48))
+        np.testing.assert_array_equal(a.panoptic, b.panoptic)
+
+
+def test_segment_raw(seg) -> None:
+    raw = seg.segment_raw(frames([(64, 96), (70, 64)]))
+    queries = seg.config.num_queries
+    assert raw["in_vocab_logits"].shape == (2, queries, NUM_CLASSES + 1)
+    assert raw["out_vocab_logits"].shape == (2, queries, NUM_CLASSES + 1)
+    torch.testing.assert_close(raw["class_probs"].sum(-1), torch.ones(2, queries))
+    assert raw["image_sizes"] == [(128, 192), (140, 128)]
+    assert raw["padded_sizes"] == [(128, 192), (160, 128)]
+    assert [tuple(m.shape) for m in raw["mask_logits"]] == [(queries, 32, 48), (queries, 40, 32)]
+
+
+def test_input_size_is_detectron2_resize_shortest_edge(seg) -> None:
+    assert seg.input_size(64, 96) == (128, 192)
+    assert seg.input_size(100, 1000) == (26, 256)  # longest edge capped at 256
+    assert resize_shortest_edge(480, 640, 800, 1333) == (800, 1067)
+    assert resize_shortest_edge(1080, 1920, 800, 1333) == (750, 1333)
+    assert resize_shortest_edge(750, 1333, 800, 1333) == (750, 1333)  # idempotent here
+    assert resize_shortest_edge(123, 45, 0, 1333) == (123, 45)
+
+
+def test_resize_off(seg) -> None:
+    plain = Segmenter(
+        model=seg.model,
+        config=replace(seg.config, test_short_edge=0),
+        device=torch.device("cpu"),
+        name="tiny",
+    )
+    use_random_text(plain)
+    assert plain.input_size(70, 90) == (70, 90)
+    raw = plain.segment_raw(frames([(70, 90)]))
+    assert raw["image_sizes"] == [(70, 90)] and raw["padded_sizes"] == [(96, 96)]
+
+
+def test_own_folder_round_trip(seg, tmp_path) -> None:
+    save_folder(seg.model, seg.config, tmp_path / "full")
+    loaded = Segmenter.from_pretrained(tmp_path / "full", device="cpu")
+    assert loaded.config == seg.config
+    for key, value in seg.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    use_random_text(loaded)
+    batch = frames([(64, 64)])
+    np.testing.assert_array_equal(loaded.segment(batch)[0].panoptic, seg.segment(batch)[0].panoptic)
+    assert loaded.model_id.startswith("full@sha256:") and len(loaded.weights_sha256) == 64
+
+    save_folder(seg.model, seg.config, tmp_path / "trained", include_clip=False)
+    with pytest.raises(UserError, match="carries no CLIP weights"):
+        Segmenter.from_pretrained(tmp_path / "trained", device="cpu")
+    clip = {
+        k[len(CLIP_PREFIX) :]: v
+        for k, v in seg.model.state_dict().items()
+        if k.startswith(CLIP_PREFIX)
+    }
+    torch.save(clip, tmp_path / "clip.bin")
+    again = Segmenter.from_pretrained(
+        tmp_path / "trained", clip_weights=tmp_path / "clip.bin", device="cpu"
+    )
+    assert torch.equal(again.model.void_embedding.weight, seg.model.void_embedding.weight)
+    assert "+" in again.weights_sha256  # folder weights + CLIP file
+
+
+def test_official_pth_with_clip_weights(seg, tmp_path) -> None:
+    state = seg.model.state_dict()
+    trained = {k: v for k, v in state.items() if not k.startswith(CLIP_PREFIX)}
+    trained["criterion.empty_weight"] = torch.ones(NUM_CLASSES + 1)
+    torch.save({"model": trained}, tmp_path / "model_final.pth")
+    from safetensors.torch import save_file
+
+    clip = {
+        k[len(CLIP_PREFIX) :]: v.contiguous() for k, v in state.items() if k.startswith(CLIP_PREFIX)
+    }
+    save_file(clip, str(tmp_path / "open_clip_model.safetensors"))
+    loaded = Segmenter.from_pretrained(
+        tmp_path / "model_final.pth",
+        config="tiny-convnext",
+        clip_weights=tmp_path / "open_clip_model.safetensors",
+        device="cpu",
+    )
+    for key, value in state.items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+
+
+def test_bad_names_and_devices() -> None:
+    with pytest.raises(UserError, match="no-such-model: no such file or folder"):
+        Segmenter.from_pretrained("no-such-model", device="cpu")
+    with pytest.raises(UserError, match="tpu: not a device"):
+        Segmenter.from_pretrained("tiny-convnext", device="tpu")
+    assert DEFAULT_MODEL in ("shapes-tiny", "tiny-convnext")
+
+
+def test_set_vocabulary_with_class_names(seg) -> None:
+    pytest.importorskip("streamseg.model.vocab")
+    vocabulary = seg.set_vocabulary(["person, people", ["car", "automobile"], "red panda"])
+    assert len(vocabulary) == 3
+    result = seg.segment(frames([(64, 64)]))[0]
+    assert all(0 <= s.class_id < 3 for s in result.segments)
+    use_random_text(seg)  # restore for the other tests
+
+
+def test_presets_round_trip_through_dicts() -> None:
+    for config in PRESETS.values():
+        assert type(config).from_dict(config.to_dict()) == config
