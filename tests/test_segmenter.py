@@ -189,3 +189,14 @@ def test_set_vocabulary_with_class_names(seg) -> None:
 def test_presets_round_trip_through_dicts() -> None:
     for config in PRESETS.values():
         assert type(config).from_dict(config.to_dict()) == config
+
+
+def test_semantic_and_instance_outputs(seg) -> None:
+    batch = frames([(64, 96)])
+    labels = seg.segment_semantic(batch)[0]
+    assert labels.shape == (64, 96) and labels.dtype == np.int32
+    assert labels.min() >= 0 and labels.max() < NUM_CLASSES
+    instances = seg.segment_instances(batch, output_size=(32, 48))[0]
+    assert instances.masks.shape[1:] == (32, 48)
+    assert all(c in (0, 2) for c in instances.classes.tolist())  # thing classes only
+    assert len(instances.scores) <= seg.config.instance_topk

@@ -31,11 +31,14 @@ from streamseg.model.config import PRESETS, FCCLIPConfig
 from streamseg.model.fcclip import FCCLIP, build_model
 from streamseg.model.outputs import FrameSegmentation, Segment
 from streamseg.model.postprocess import (
+    Instances,
     boxes_and_areas,
     class_logits_from_probs,
+    instance_inference,
     panoptic_inference,
     panoptic_keep,
     resize_mask_logits,
+    semantic_inference,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -396,6 +399,52 @@ class Segmenter:
         for frame, raw in zip(frame_list, self._run(frame_list), strict=True):
             size = tuple(output_size) if output_size is not None else frame.shape[:2]
             outputs.append(self._panoptic(raw, size))
+        return outputs
+
+    def segment_semantic(
+        self, frames: Any, output_size: tuple[int, int] | None = None
+    ) -> list[np.ndarray]:
+        """Semantic segmentation (official semantic inference, then argmax over classes).
+
+        Returns:
+            per frame an (H, W) int32 class-index map at the frame size or `output_size`.
+        """
+        frame_list = _as_frames(frames)
+        outputs = []
+        for frame, raw in zip(frame_list, self._run(frame_list), strict=True):
+            size = tuple(output_size) if output_size is not None else frame.shape[:2]
+            masks = resize_mask_logits(
+                raw["mask_logits"], raw["padded_size"], raw["image_size"], size
+            )
+            scores = semantic_inference(class_logits_from_probs(raw["class_probs"]), masks)
+            outputs.append(scores.argmax(0).to(torch.int32).cpu().numpy())
+        return outputs
+
+    def segment_instances(
+        self, frames: Any, output_size: tuple[int, int] | None = None
+    ) -> list[Instances]:
+        """Instance segmentation (official instance inference: top-k (query, class) pairs over
+        thing classes, score = class score x mean mask probability).
+
+        Returns:
+            per frame an `Instances` (masks (K, H, W) bool, scores, classes, queries) on the
+            segmenter's device.
+        """
+        frame_list = _as_frames(frames)
+        outputs = []
+        for frame, raw in zip(frame_list, self._run(frame_list), strict=True):
+            size = tuple(output_size) if output_size is not None else frame.shape[:2]
+            masks = resize_mask_logits(
+                raw["mask_logits"], raw["padded_size"], raw["image_size"], size
+            )
+            outputs.append(
+                instance_inference(
+                    class_logits_from_probs(raw["class_probs"]),
+                    masks,
+                    self._is_thing,
+                    self.config.instance_topk,
+                )
+            )
         return outputs
 
     def _panoptic(self, raw: dict[str, Any], output_size: tuple[int, int]) -> FrameSegmentation:
