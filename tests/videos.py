@@ -109,7 +109,8 @@ class VideoSpec:
     times: tuple[float, ...] | None = None  # VFR: each frame's time in seconds (before `start`)
     start: float = 0.0  # time of the first frame (a container start offset)
     rotation: int = 0  # display rotation, degrees counter-clockwise, as frame.rotation reads it
-    audio: bool = False  # add an AAC (or Opus for webm) audio track
+    audio: bool = False  # add an audio track (a 440 Hz tone)
+    audio_codec: str | None = None  # its encoder; None = AAC (Opus for webm)
     subtitles: bool = False  # add a SubRip subtitle track (Matroska only)
     faststart: bool = False  # mp4: index (moov) before the data
     options: tuple[tuple[str, str], ...] = ()  # extra encoder options
@@ -199,7 +200,7 @@ def make_video(path: Path | str, spec: VideoSpec | None = None, **changes: objec
             video.set_display_rotation(spec.rotation)
         audio = None
         if spec.audio:
-            codec = "libopus" if path.suffix == ".webm" else "aac"
+            codec = spec.audio_codec or ("libopus" if path.suffix == ".webm" else "aac")
             audio = out.add_stream(codec, rate=48000 if codec == "libopus" else 16000)
             audio.layout = "mono"
         subtitle_source = None
