@@ -200,3 +200,16 @@ def test_semantic_and_instance_outputs(seg) -> None:
     assert instances.masks.shape[1:] == (32, 48)
     assert all(c in (0, 2) for c in instances.classes.tolist())  # thing classes only
     assert len(instances.scores) <= seg.config.instance_topk
+
+
+def test_nothing_kept_gives_empty_segmentation(seg) -> None:
+    strict = Segmenter(
+        model=seg.model,
+        config=replace(seg.config, object_mask_threshold=1.0),
+        device=torch.device("cpu"),
+        name="tiny",
+    )
+    use_random_text(strict)
+    result = strict.segment(frames([(64, 64)]))[0]
+    assert result.segments == [] and not result.panoptic.any()
+    assert result.embeddings.shape == (0, 64)

@@ -38,6 +38,8 @@ def resize_mask_logits(
         (Q, Ho, Wo) float32 logits. Per-query independent, so any subset of queries gives the
         same rows as the full set.
     """
+    if mask_logits.shape[0] == 0:  # interpolate refuses empty batches
+        return mask_logits.new_zeros((0, *output_size), dtype=torch.float32)
     x = mask_logits[None].float()
     x = F.interpolate(x, size=padded_size, mode="bilinear", align_corners=False)
     x = x[:, :, : image_size[0], : image_size[1]]

@@ -27,7 +27,7 @@ from torch import Tensor
 from streamseg.errors import UserError
 from streamseg.model import checkpoint
 from streamseg.model.backbone import build_tokenizer
-from streamseg.model.config import PRESETS, FCCLIPConfig
+from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset
 from streamseg.model.fcclip import FCCLIP, build_model
 from streamseg.model.outputs import FrameSegmentation, Segment
 from streamseg.model.postprocess import (
@@ -179,7 +179,7 @@ class Segmenter:
         """
         resolved = resolve_device(device)
         if isinstance(config, str):
-            config = checkpoint_config(config)
+            config = get_preset(config)
         name = str(name_or_path)
         path = Path(name_or_path)
         folder = find_model_folder(name) if not path.exists() else None
@@ -486,13 +486,6 @@ class Segmenter:
             segments=out_segments,
             embeddings=matrix,
         )
-
-
-def checkpoint_config(name: str) -> FCCLIPConfig:
-    """A preset by name (UserError listing the presets otherwise)."""
-    from streamseg.model.config import get_preset
-
-    return get_preset(name)
 
 
 def _build_seeded(config: FCCLIPConfig, seed: int) -> FCCLIP:
