@@ -337,3 +337,16 @@ def test_prefetch_closes_the_source_when_the_consumer_stops(cases: dict[str, Pat
     stream.close()
     assert closed.is_set()
     assert not [t for t in threading.enumerate() if t.name == "prefetch"]
+
+
+@pytest.mark.parametrize("name", ["h264", "rotated90"])
+def test_source_image_alongside_a_small_image(cases: dict[str, Path], name: str) -> None:
+    frames = list(iter_frames(cases[name], size=(24, 32), source_image=True, max_frames=3))
+    for number, frame in enumerate(frames):
+        assert frame.image.shape == (24, 32, 3)
+        assert frame.source_image is not None and frame.source_image.shape == (48, 64, 3)
+        assert videos.is_upright(frame.source_image)
+        assert videos.read_index(frame.source_image) == number
+    plain = next(iter(iter_frames(cases[name], source_image=True)))
+    assert plain.source_image is plain.image
+    assert next(iter(iter_frames(cases[name]))).source_image is None

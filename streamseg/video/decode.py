@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -53,6 +53,9 @@ class Frame:
         source_size: (H, W) of the upright source frame.
         keyframe: the frame was coded as a keyframe.
         corrupt: the decoder flagged the frame as damaged (concealed errors).
+        source_image: (H, W, 3) uint8 RGB at the upright source size, when asked for with
+            `iter_frames(..., source_image=True)` (e.g. to draw an overlay at full size
+            while the model gets a small `image`); None otherwise.
     """
 
     index: int
@@ -62,6 +65,7 @@ class Frame:
     source_size: tuple[int, int]
     keyframe: bool = False
     corrupt: bool = False
+    source_image: np.ndarray | None = None
 
 
 @dataclass
@@ -181,6 +185,7 @@ def iter_frames(
     threads: int | str = "auto",
     stats: DecodeStats | None = None,
     fps: float | None = None,
+    source_image: bool = False,
 ) -> Iterator[Frame]:
     """Yield the frames of a video file, or of a folder / glob of images, upright RGB.
 
@@ -196,6 +201,7 @@ def iter_frames(
             (0 or 1 = single-threaded decoding).
         stats: filled with counts of decoded / corrupt / skipped frames and warnings.
         fps: frame rate of an image sequence (default 25); ignored for video files.
+        source_image: also give each frame at the upright source size (`Frame.source_image`).
 
     Raises:
         UserError: missing / empty / not a video / no such video stream / nothing decodable;
@@ -212,14 +218,16 @@ def iter_frames(
     stats = stats if stats is not None else DecodeStats()
     images = list_image_frames(source)
     if images is not None:
-        frames = _iter_image_frames(images, size, fps or DEFAULT_IMAGE_FPS, stats)
+        frames = _iter_image_frames(images, fps or DEFAULT_IMAGE_FPS, stats)
     else:
-        frames = _iter_video_frames(_check_file(source), size, stream, threads, stats)
-    yield from _select(frames, stride, start, end, max_frames, stats)
+        frames = _iter_video_frames(_check_file(source), stream, threads, stats)
+    yield from _select(frames, size, source_image, stride, start, end, max_frames, stats)
 
 
 def _select(
     frames: Iterator[_Decoded],
+    size: tuple[int, int] | None,
+    source_image: bool,
     stride: int,
     start: float | None,
     end: float | None,
@@ -245,7 +253,7 @@ def _select(
                 first_kept = decoded.index
             if (decoded.index - first_kept) % stride:
                 continue
-            frame = decoded.convert()
+            frame = decoded.convert(size, source_image)
             stats.yielded += 1
             yield frame
             if max_frames is not None and stats.yielded >= max_frames:
@@ -267,23 +275,28 @@ class _Decoded:
     source_size: tuple[int, int]
     keyframe: bool
     corrupt: bool
-    convert_image: object  # () -> (H, W, 3) uint8
+    convert_image: Callable[[tuple[int, int] | None], np.ndarray]  # size -> (H, W, 3) uint8
 
-    def convert(self) -> Frame:
+    def convert(self, size: tuple[int, int] | None, source_image: bool) -> Frame:
+        image = self.convert_image(size)
+        full = None
+        if source_image:
+            full = image if size is None or tuple(size) == self.source_size else None
+            full = full if full is not None else self.convert_image(None)
         return Frame(
             index=self.index,
             pts=self.pts,
             time=self.time,
-            image=self.convert_image(),  # type: ignore[operator]
+            image=image,
             source_size=self.source_size,
             keyframe=self.keyframe,
             corrupt=self.corrupt,
+            source_image=full,
         )
 
 
 def _iter_video_frames(
     path: Path,
-    size: tuple[int, int] | None,
     stream: int | None,
     threads: int | str,
     stats: DecodeStats,
@@ -322,7 +335,7 @@ def _iter_video_frames(
                 source_size=source_size,
                 keyframe=bool(frame.key_frame),
                 corrupt=bool(frame.is_corrupt),
-                convert_image=_converter(frame, size, turns),
+                convert_image=_converter(frame, turns),
             )
         if stats.decoded == 0:
             raise UserError(
@@ -331,10 +344,11 @@ def _iter_video_frames(
             )
 
 
-def _converter(frame: object, size: tuple[int, int] | None, turns: int) -> object:
-    """A function giving the frame as upright (H, W, 3) uint8 RGB at `size` (H, W)."""
+def _converter(frame: object, turns: int) -> Callable[[tuple[int, int] | None], np.ndarray]:
+    """A function giving the frame as upright (H, W, 3) uint8 RGB at a size (H, W) (None:
+    the source size)."""
 
-    def convert() -> np.ndarray:
+    def convert(size: tuple[int, int] | None) -> np.ndarray:
         options: dict[str, object] = {"format": "rgb24", "interpolation": INTERPOLATION}
         if size is not None:
             height, width = size
@@ -465,13 +479,10 @@ def _is_attached_picture(video: object) -> bool:
     return bool(video.disposition & av.stream.Disposition.attached_pic)  # type: ignore[attr-defined]
 
 
-def _iter_image_frames(
-    images: list[Path], size: tuple[int, int] | None, fps: float, stats: DecodeStats
-) -> Iterator[_Decoded]:
+def _iter_image_frames(images: list[Path], fps: float, stats: DecodeStats) -> Iterator[_Decoded]:
     """Frames of an image sequence, timed at index / fps; unreadable files skipped."""
     if not fps > 0 or not math.isfinite(fps):
         raise UserError(f"--fps: must be a positive number, got {fps}")
-    target: tuple[int, int] | None = size
     first_size: tuple[int, int] | None = None
     index = -1
     for path in images:
@@ -488,7 +499,6 @@ def _iter_image_frames(
             first_size = source_size
         elif source_size != first_size:
             stats.warn(f"{path}: size {source_size} differs from the first frame's {first_size}")
-        wanted = target or first_size
         yield _Decoded(
             index=index,
             pts=index,
@@ -496,17 +506,21 @@ def _iter_image_frames(
             source_size=source_size,
             keyframe=True,
             corrupt=False,
-            convert_image=_image_converter(image, wanted),
+            convert_image=_image_converter(image, first_size),
         )
     if stats.decoded == 0:
         raise UserError(f"{images[0].parent}: none of the {len(images)} images could be read")
 
 
-def _image_converter(image: np.ndarray, size: tuple[int, int]) -> object:
+def _image_converter(
+    image: np.ndarray, default_size: tuple[int, int]
+) -> Callable[[tuple[int, int] | None], np.ndarray]:
     """Resize with the same swscale resampler as video frames (so a video and its frames
-    extracted as images give the same model input)."""
+    extracted as images give the same model input). Size None: the first frame's size, so
+    every frame of a sequence comes out the same size."""
 
-    def convert() -> np.ndarray:
+    def convert(size: tuple[int, int] | None) -> np.ndarray:
+        size = size or default_size
         if image.shape[:2] == tuple(size):
             return image
         import av
