@@ -210,6 +210,7 @@ class OverlayWriter:
         self._first_time: float | None = None
         self._last_time: float | None = None
         self._last_gap = 0.0
+        self._scaler: object | None = None
         height, width = self.size
         self._padded = (height + height % 2, width + width % 2)
         folder = self.path.parent
@@ -301,10 +302,15 @@ class OverlayWriter:
         if image.shape[:2] == self.size:
             return image
         import av
+        from av.video.reformatter import VideoReformatter
 
+        if self._scaler is None:  # one swscale context for all frames (cheaper than one each)
+            self._scaler = VideoReformatter()
         height, width = self.size
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        return frame.to_ndarray(format="rgb24", width=width, height=height)
+        return self._scaler.reformat(
+            frame, width=width, height=height, format="rgb24", interpolation="BILINEAR"
+        ).to_ndarray()
 
     def close(self) -> None:
         """Flush the encoder, copy the audio up to the end of the last frame, finish the file."""
