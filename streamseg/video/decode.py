@@ -489,7 +489,10 @@ def _select_stream(container: object, path: Path, stream: int | None) -> object:
     else:
         raise UserError(f"{path}: no video stream {stream} (video streams: {len(videos)})")
     if chosen.codec_context is None:
-        raise UserError(f"{path}: cannot decode video stream {videos.index(chosen)} (no decoder)")
+        raise UserError(
+            f"{path}: cannot decode video stream {videos.index(chosen)}"
+            " (unknown codec: damaged or incomplete file?)"
+        )
     return chosen
 
 
