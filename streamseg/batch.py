@@ -327,3 +327,393 @@ def open_client(
             yield client
     finally:
         cluster.close()
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How every video of a batch is segmented: what a worker needs besides the video.
+
+    Attributes:
+        model: model name or path for `Segmenter.from_pretrained`.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps" (on each worker).
+        clip_weights: open_clip weights file for checkpoints without the CLIP.
+        run_options: keyword arguments of `run_video` (vocabulary, pipeline settings), as
+            sorted (name, value) pairs so that the spec is hashable and has a stable repr.
+        segmenter_factory: builds the segmenter instead of `model` (Python API and tests);
+            it must be picklable (a module-level function or class).
+    """
+
+    model: str
+    device: str = "auto"
+    clip_weights: str | None = None
+    run_options: tuple[tuple[str, Any], ...] = ()
+    segmenter_factory: Callable[[], Any] | None = None
+
+    @staticmethod
+    def options(**run_options: Any) -> tuple[tuple[str, Any], ...]:
+        """`run_options` from keyword arguments."""
+        return tuple(sorted(run_options.items()))
+
+    def fingerprint(self) -> str:
+        """8 hex digits identifying these settings (part of task keys)."""
+        return _short_hash(repr(self))
+
+
+# Per worker process: the segmenters built so far (one model per worker, kept across tasks),
+# and how many times a model was built (read by the tests through `client.run`).
+_SEGMENTERS: dict[tuple[Any, ...], Any] = {}
+_SEGMENTER_LOCK = threading.Lock()
+_MODEL_LOADS = 0
+
+
+def model_loads() -> int:
+    """How many segmenters this process has built (one per worker is the goal)."""
+    return _MODEL_LOADS
+
+
+def cached_segmenter(spec: RunSpec) -> Any:
+    """The segmenter of `spec`, built once per process and then reused by every task.
+
+    Only the most recent model is kept: a worker serves one batch's settings at a time, and
+    two large models would not fit on one GPU.
+    """
+    global _MODEL_LOADS
+    key = (spec.model, spec.device, spec.clip_weights, spec.segmenter_factory)
+    with _SEGMENTER_LOCK:
+        segmenter = _SEGMENTERS.get(key)
+        if segmenter is None:
+            _SEGMENTERS.clear()
+            if spec.segmenter_factory is not None:
+                segmenter = spec.segmenter_factory()
+            else:
+                from streamseg.model.segmenter import Segmenter
+
+                segmenter = Segmenter.from_pretrained(
+                    spec.model, clip_weights=spec.clip_weights, device=spec.device
+                )
+            _SEGMENTERS[key] = segmenter
+            _MODEL_LOADS += 1
+    return segmenter
+
+
+PROGRESS_TOPIC = "streamseg-batch-progress"
+# Seconds between two progress events of one task (the client's frames bar).
+PROGRESS_INTERVAL = 0.5
+
+
+def _progress_reporter(task: str) -> Callable[[int], None]:
+    """A `run_video` progress callback that sends (task, frames done) to the client, at most
+    every PROGRESS_INTERVAL seconds; silent outside a Dask worker."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return lambda frames: None
+    last = [0.0]
+
+    def report(frames: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL:
+            last[0] = now
+            worker.log_event(PROGRESS_TOPIC, {"task": task, "frames": int(frames)})
+
+    return report
+
+
+def store_frames_if_done(output: str | os.PathLike[str]) -> int | None:
+    """Frames of a finished store at `output`, or None if it is missing or unfinished."""
+    from streamseg.video.store import store_status
+
+    return store_status(output)
+
+
+def process_video(
+    source: str,
+    output: str,
+    spec: RunSpec,
+    start: float | None = None,
+    end: float | None = None,
+) -> dict[str, Any]:
+    """One task: segment `source` (or its time range) into the store `output` by `run_video`.
+
+    A finished store is left alone ("skipped"); an unfinished one is resumed by `run_video`
+    from its progress record, so a retry after a crash repeats at most one block of frames.
+
+    Returns:
+        {"status": "done" | "skipped", "frames": int, "seconds": float}
+    """
+    began = time.monotonic()
+    frames = store_frames_if_done(output)
+    if frames is not None:
+        return {"status": "skipped", "frames": frames, "seconds": 0.0}
+    from streamseg.video.pipeline import run_video
+
+    segmenter = cached_segmenter(spec)
+    summary = run_video(
+        source,
+        output,
+        segmenter=segmenter,
+        start=start,
+        end=end,
+        progress=_progress_reporter(output),
+        **dict(spec.run_options),
+    )
+    return {
+        "status": "done",
+        "frames": int(summary.frames),
+        "seconds": time.monotonic() - began,
+    }
+
+
+def plan_video(
+    source: str,
+    shard_seconds: float,
+    overlap_frames: int,
+    start: float | None = None,
+    end: float | None = None,
+) -> list[Any]:
+    """One task: probe `source` and cut it into time shards (`streamseg.shard.plan_shards`)."""
+    from streamseg.shard import plan_shards
+    from streamseg.video.decode import probe
+
+    info = probe(source)
+    return plan_shards(info.duration, info.fps, shard_seconds, overlap_frames, start=start, end=end)
+
+
+def stitch_video(
+    shard_outputs: list[str], output: str, shard_results: list[dict[str, Any]], iou_threshold: float
+) -> dict[str, Any]:
+    """One task: stitch finished shard stores into the final store (streamseg.shard).
+
+    `shard_results` are the shard tasks' results: passing them makes Dask run this task after
+    every shard, and their seconds add up to the video's.
+    """
+    from streamseg.shard import stitch_stores
+
+    frames = store_frames_if_done(output)
+    if frames is None:
+        frames = stitch_stores(shard_outputs, output, iou_threshold=iou_threshold)
+    return {
+        "status": "done",
+        "frames": int(frames),
+        "seconds": sum(float(r["seconds"]) for r in shard_results),
+    }
+
+
+# ----------------------------------------------------------------------------- client side
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    message = text[0] if text else ""
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _task_key(kind: str, output: Path, *parts: object) -> str:
+    """Explicit task key: readable on the dashboard, unique per video and settings."""
+    return f"streamseg-{kind}-{output.stem}-{_short_hash(repr((str(output), *parts)))}"
+
+
+def _shard_folder(out_dir: Path, output: Path, shard_seconds: float, overlap_frames: int) -> Path:
+    """Where the shard stores of one video go (a new plan gets a new folder)."""
+    tag = _short_hash(repr((str(output), shard_seconds, overlap_frames)))
+    return out_dir / ".shards" / f"{output.stem}-{tag}"
+
+
+@dataclass
+class _Progress:
+    """The client's bars: videos (always) and frames (from the workers' events)."""
+
+    enabled: bool
+    total: int
+    videos: Any = None
+    frames: Any = None
+    _seen: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.enabled:
+            from tqdm import tqdm
+
+            self.videos = tqdm(total=self.total, unit="video", desc="videos", position=0)
+            self.frames = tqdm(unit="frame", desc="frames", position=1)
+
+    def on_event(self, event: Any) -> None:
+        _, message = event
+        if self.frames is None or not isinstance(message, dict):
+            return
+        task, frames = str(message.get("task")), int(message.get("frames", 0))
+        delta = frames - self._seen.get(task, 0)
+        if delta > 0:
+            self._seen[task] = frames
+            self.frames.update(delta)
+
+    def video_finished(self, record: BatchRecord) -> None:
+        if self.videos is not None:
+            self.videos.set_postfix_str(f"{record.status}: {Path(record.input).name}")
+            self.videos.update(1)
+
+    def close(self) -> None:
+        for bar in (self.frames, self.videos):
+            if bar is not None:
+                bar.close()
+
+
+def run_batch(
+    videos: Sequence[VideoInput],
+    out_dir: str | os.PathLike[str],
+    spec: RunSpec,
+    client: Client,
+    *,
+    retries: int = 2,
+    resources: dict[str, float] | None = None,
+    shard_seconds: float | None = None,
+    overlap_frames: int = 4,
+    iou_threshold: float = 0.5,
+    start: float | None = None,
+    end: float | None = None,
+    progress: bool = True,
+) -> list[BatchRecord]:
+    """Segment every video on the cluster of `client`; write and return the manifest.
+
+    One task per video (or per time shard plus one stitching task, for videos longer than
+    1.5 shards when `shard_seconds` is set), each with an explicit key, `retries` retries of
+    exceptions, and `resources` (e.g. {"GPU": 1}: only workers offering it run the task).
+    Results are collected as they finish; the manifest is rewritten (atomically) as they come
+    in, so an interrupted batch keeps what it did.
+
+    Returns:
+        This batch's records, in the order of `videos`.
+    """
+    from distributed import as_completed
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST_NAME
+    old_records = read_manifest(manifest_path)
+    outputs = assign_outputs(videos, out, {r.input: r.output for r in old_records})
+    fingerprint = spec.fingerprint()
+    records: dict[int, BatchRecord] = {}
+    pending: dict[Any, tuple[int, str]] = {}
+    bar = _Progress(enabled=progress, total=len(videos))
+
+    def finish(index: int, status: str, frames: int = 0, seconds: float = 0.0, error=None) -> None:
+        record = BatchRecord(
+            input=str(videos[index].path),
+            output=str(outputs[index]),
+            status=status,
+            frames=frames,
+            seconds=round(seconds, 3),
+            error=error,
+        )
+        records[index] = record
+        bar.video_finished(record)
+
+    def submit_run(index: int, key_parts: tuple[object, ...] = ()) -> Any:
+        source, output = str(videos[index].path), outputs[index]
+        return client.submit(
+            process_video,
+            source,
+            str(output),
+            spec,
+            start,
+            end,
+            key=_task_key("run", output, source, fingerprint, start, end, *key_parts),
+            retries=retries,
+            resources=resources,
+        )
+
+    def submit_shards(index: int, shards: list[Any]) -> Any:
+        source, output = str(videos[index].path), outputs[index]
+        folder = _shard_folder(out, output, shard_seconds or 0.0, overlap_frames)
+        shard_outputs, shard_futures = [], []
+        for shard in shards:
+            shard_output = folder / f"{shard.index:05d}{STORE_SUFFIX}"
+            shard_outputs.append(str(shard_output))
+            shard_futures.append(
+                client.submit(
+                    process_video,
+                    source,
+                    str(shard_output),
+                    spec,
+                    shard.start,
+                    shard.end,
+                    key=_task_key("shard", shard_output, source, fingerprint, shard),
+                    retries=retries,
+                    resources=resources,
+                )
+            )
+        return client.submit(
+            stitch_video,
+            shard_outputs,
+            str(output),
+            shard_futures,
+            iou_threshold,
+            key=_task_key("stitch", output, source, fingerprint, tuple(shards)),
+            retries=retries,
+        )
+
+    def save() -> None:
+        done = [records[i] for i in sorted(records)]
+        write_manifest(manifest_path, merge_records(old_records, done))
+
+    if progress:
+        client.subscribe_topic(PROGRESS_TOPIC, bar.on_event)
+        dashboard = getattr(client, "dashboard_link", None)
+        if dashboard and client.scheduler_info().get("services", {}).get("dashboard"):
+            print(f"streamseg batch: Dask dashboard at {dashboard}", file=sys.stderr)
+    last_save = 0.0
+    try:
+        for index, output in enumerate(outputs):
+            frames = store_frames_if_done(output)
+            if frames is not None:
+                finish(index, "skipped", frames=frames)
+                continue
+            source = str(videos[index].path)
+            if shard_seconds is None:
+                pending[submit_run(index)] = (index, "run")
+            else:
+                future = client.submit(
+                    plan_video,
+                    source,
+                    shard_seconds,
+                    overlap_frames,
+                    start,
+                    end,
+                    key=_task_key(
+                        "plan", output, source, shard_seconds, overlap_frames, start, end
+                    ),
+                    retries=retries,
+                )
+                pending[future] = (index, "plan")
+        completed = as_completed(list(pending))
+        for future in completed:
+            index, kind = pending.pop(future)
+            if future.status != "finished":
+                error = future.exception() if future.status == "error" else None
+                message = _one_line(error) if error is not None else f"task {future.status}"
+                finish(index, "failed", error=message)
+            elif kind == "plan":
+                shards = future.result()
+                follow = submit_run(index) if len(shards) <= 1 else submit_shards(index, shards)
+                pending[follow] = (index, "stitch" if len(shards) > 1 else "run")
+                completed.add(follow)
+            else:
+                result = future.result()
+                finish(index, result["status"], result["frames"], result["seconds"])
+            future.release()
+            if time.monotonic() - last_save > 2.0:
+                save()
+                last_save = time.monotonic()
+    finally:
+        save()
+        bar.close()
+        if progress:
+            try:
+                client.unsubscribe_topic(PROGRESS_TOPIC)
+            except Exception:  # noqa: BLE001 - the client may already be closing
+                pass
+    return [records[i] for i in range(len(videos)) if i in records]
