@@ -36,7 +36,11 @@ def ms_deform_attn_sample(
     _, num_queries, _, levels, points, _ = sampling_locations.shape
     values = value.split([h * w for h, w in spatial_shapes], dim=1)
     grids = 2 * sampling_locations - 1  # grid_sample wants [-1, 1]
-    sampled = []
+    # (N, Lq, M, L, P) -> (N*M, 1, Lq, L, P)
+    weights = attention_weights.transpose(1, 2).reshape(
+        batch * heads, 1, num_queries, levels, points
+    )
+    out = None
     for level, (height, width) in enumerate(spatial_shapes):
         # (N, HW, M, D) -> (N*M, D, H, W)
         value_l = (
@@ -44,15 +48,12 @@ def ms_deform_attn_sample(
         )
         # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
         grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
-        sampled.append(
-            F.grid_sample(
-                value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
-            )
+        sampled = F.grid_sample(
+            value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
         )  # (N*M, D, Lq, P)
-    weights = attention_weights.transpose(1, 2).reshape(
-        batch * heads, 1, num_queries, levels * points
-    )
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # (N*M, D, Lq)
+        # Accumulate level by level (no stack of all levels: less memory, same sum).
+        term = (sampled * weights[..., level, :]).sum(-1)  # (N*M, D, Lq)
+        out = term if out is None else out + term
     return out.view(batch, heads * dim, num_queries).transpose(1, 2).contiguous()
 
 
