@@ -95,8 +95,9 @@ class FCCLIPConfig:
     test_max_size: int = 1333
     # Inputs are zero-padded (after normalization) to a multiple of this.
     size_divisibility: int = 32
-    # RGB mean and std in 0-255 units used to normalize inputs.
+    # RGB mean in 0-255 units subtracted from inputs (CLIP's).
     pixel_mean: tuple[float, float, float] = CLIP_PIXEL_MEAN
+    # RGB standard deviation in 0-255 units that inputs are divided by (CLIP's).
     pixel_std: tuple[float, float, float] = CLIP_PIXEL_STD
     # Every synonym of the classes the trained parts saw in training; decides seen/unseen in
     # the ensemble (official: the COCO-panoptic class file).
