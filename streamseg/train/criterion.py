@@ -124,7 +124,7 @@ class SetCriterion(torch.nn.Module):
             for t, i in zip(tgt, ign, strict=True):
                 part = coords[start : start + t.shape[0]]
                 labels.append(point_sample(t[:, None], part)[:, 0])
-                weights.append((point_sample(i[:, None], part)[:, 0] < 0.5).float())
+                weights.append((point_sample(i[:, None], part, "border")[:, 0] < 0.5).float())
                 start += t.shape[0]
         point_logits = point_sample(src_masks, coords)[:, 0]
         loss_mask, loss_dice = mask_losses(

@@ -112,7 +112,7 @@ def match(
         weights = None
         if target.get("ignore") is not None:
             ignore = target["ignore"].to(pred_masks.device, torch.float32)[None, None]
-            weights = (point_sample(ignore, coords)[0, 0] < 0.5).float()
+            weights = (point_sample(ignore, coords, "border")[0, 0] < 0.5).float()
         cost = (
             mask_weight * pairwise_bce_cost(out, tgt, weights)
             + class_weight * cost_class

@@ -12,18 +12,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def point_sample(values: Tensor, coords: Tensor) -> Tensor:
+def point_sample(values: Tensor, coords: Tensor, padding_mode: str = "zeros") -> Tensor:
     """Bilinear samples of maps at points.
 
     Args:
         values: (N, C, H, W) float.
         coords: (N, P, 2) in [0, 1], (x, y).
+        padding_mode: outside the maps ("zeros" as officially; "border" for ignore maps, so
+            that an ignored edge stays ignored up to the image border).
 
     Returns:
         (N, C, P).
     """
     grid = (2.0 * coords - 1.0)[:, :, None, :]  # (N, P, 1, 2)
-    return F.grid_sample(values, grid.to(values.dtype), align_corners=False)[..., 0]
+    return F.grid_sample(
+        values, grid.to(values.dtype), padding_mode=padding_mode, align_corners=False
+    )[..., 0]
 
 
 def uncertain_points(
