@@ -75,7 +75,12 @@ def test_batch_equals_single_calls(seg) -> None:
         check_consistent(result, frame.shape[:2])
         alone = seg.segment([frame])[0]
         np.testing.assert_array_equal(alone.panoptic, result.panoptic)
-        assert alone.segments == result.segments
+        # Batched matrix products may round differently in the last bit: scores to 1e-5.
+        strip = [replace(s, score=0.0) for s in alone.segments]
+        assert strip == [replace(s, score=0.0) for s in result.segments]
+        np.testing.assert_allclose(
+            [s.score for s in alone.segments], [s.score for s in result.segments], atol=1e-5
+        )
         np.testing.assert_allclose(alone.embeddings, result.embeddings, atol=1e-5)
 
 
