@@ -1,0 +1,180 @@
+"""The pipeline config of `streamseg run` / `run_video`: frozen nested dataclasses.
+
+A TOML preset in pipelines/ (e.g. pipelines/default.toml) loads into exactly these classes,
+one TOML table per section (`[model]`, `[decode]`, `[tracker]`, `[store]`, `[render]`); CLI
+flags then override single fields (`with_overrides`). Unknown keys are an error, so a typo in a
+preset is reported instead of silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from streamseg.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model runs, where, and how its output is filtered."""
+
+    name: str | None = None  # model name or path (None = DEFAULT_MODEL of the segmenter)
+    clip_weights: str | None = None  # open_clip weights for checkpoints without the CLIP
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    batch_size: int = 4  # frames per forward pass (also the commit block of the store)
+    vocab: str | None = None  # CLI vocabulary syntax "person|people,car" or a dataset name
+    stuff: str | None = None  # comma-separated names of the vocabulary that are stuff
+    vocab_file: str | None = None  # class-name file (official id:name format or one per line)
+    score_threshold: float = 0.0  # drop segments scoring below this
+    min_area: int = 0  # drop segments smaller than this many label pixels
+    keep: tuple[str, ...] = ()  # keep only these class names (empty = all)
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Which frames are read from the source."""
+
+    stride: int = 1  # every stride-th frame
+    start: float | None = None  # seconds from the first frame
+    end: float | None = None  # seconds from the first frame (exclusive)
+    max_frames: int | None = None  # stop after this many frames
+    stream: int | None = None  # video stream number (None = the default one)
+    queue_size: int = 8  # decoded frames buffered ahead of the model (bounded memory)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """How segments are linked into tracks (streamseg/video/track.py).
+
+    Cost of pairing a live thing track with a thing segment:
+    `iou_weight * (1 - mask IoU) + (1 - iou_weight) * cosine distance of embeddings
+    + class_penalty * [segment class != track's voted class]`; pairs above `cost_limit` are left
+    unassigned by the solver (lapx `lapjv(..., cost_limit=...)`).
+    """
+
+    iou_weight: float = 0.5  # share of (1 - IoU) in the cost; the rest is embedding distance
+    class_penalty: float = 0.3  # added when a segment's class differs from the track's vote
+    cost_limit: float = 0.6  # highest cost of an accepted match
+    max_age: int = 30  # processed frames a thing track may stay unseen before it ends
+    embedding_momentum: float = 0.8  # share of the old embedding in a track's running mean
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """How the Zarr store is written."""
+
+    label_scale: float = 1.0  # labels stored at this fraction of the upright source size
+    compression_level: int = 3  # zstd level of the label chunks
+    table_chunk: int = 4096  # rows per chunk of the 1-D table columns
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """The optional overlay video."""
+
+    overlay: str | None = None  # output .mp4 (None = no overlay)
+    alpha: float = 0.5  # colour share inside masks
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what `run_video` produces (one TOML preset)."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON-able; tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    def with_overrides(self, **sections: dict[str, Any]) -> RunConfig:
+        """A copy with some fields replaced, e.g. `with_overrides(model={"batch_size": 2})`;
+        None values are ignored (an unset CLI flag)."""
+        changes = {}
+        for name, values in sections.items():
+            current = getattr(self, name)
+            given = {key: value for key, value in values.items() if value is not None}
+            changes[name] = _build(type(current), {**_fields(current), **given}, name)
+        return dataclasses.replace(self, **changes)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSettings,
+    "decode": DecodeSettings,
+    "tracker": TrackerConfig,
+    "store": StoreSettings,
+    "render": RenderSettings,
+}
+
+
+def run_config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Build a `RunConfig` from nested dicts (as read from TOML); unknown keys raise UserError."""
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"{source}: unknown section(s) {', '.join(unknown)}")
+    parts = {}
+    for name, cls in SECTIONS.items():
+        values = data.get(name, {})
+        if not isinstance(values, dict):
+            raise UserError(f"{source}: [{name}] must be a table")
+        parts[name] = _build(cls, values, f"{source} [{name}]")
+    return RunConfig(**parts)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a pipeline preset (TOML) into a `RunConfig`; a name without a path looks in
+    the package's pipelines/ folder (`default` -> pipelines/default.toml)."""
+    path = resolve_pipeline(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot read ({error})") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"{path}: not valid TOML ({error})") from None
+    # Training recipes share the folder: only the run sections are read here.
+    run_part = {key: value for key, value in data.items() if key in SECTIONS}
+    return run_config_from_dict(run_part, str(path))
+
+
+def resolve_pipeline(path: str | Path) -> Path:
+    """A pipeline file path, or a preset name in pipelines/."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    if candidate.suffix == "" and candidate.parent == Path("."):
+        repo = Path(__file__).resolve().parent.parent / "pipelines" / f"{candidate}.toml"
+        if repo.is_file():
+            return repo
+    raise UserError(f"{path}: no such pipeline file")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    converted = {}
+    for key, value in values.items():
+        if key == "keep" and value is not None:
+            value = tuple(str(v) for v in value)
+        converted[key] = value
+    return cls(**converted)
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
