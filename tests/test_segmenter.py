@@ -182,10 +182,21 @@ def test_bad_names_and_devices() -> None:
     assert DEFAULT_MODEL in ("shapes-tiny", "tiny-convnext")
 
 
-def test_set_vocabulary_with_class_names(seg) -> None:
+def test_set_vocabulary_with_class_names(seg, tmp_path) -> None:
     pytest.importorskip("streamseg.model.vocab")
-    vocabulary = seg.set_vocabulary(["person, people", ["car", "automobile"], "red panda"])
+    classes = ["person, people", ["car", "automobile"], "red panda"]
+    vocabulary = seg.set_vocabulary(classes, cache_dir=tmp_path)
     assert len(vocabulary) == 3
+    assert [c.synonyms for c in vocabulary.classes] == [
+        ("person", "people"),
+        ("car", "automobile"),
+        ("red panda",),
+    ]
+    assert seg._text.embeddings.shape == (5, 64)  # one row per synonym
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1  # cached on disk by model id
+    first = seg._text.embeddings.clone()
+    seg.set_vocabulary(classes, cache_dir=tmp_path)  # from the cache: same rows
+    torch.testing.assert_close(seg._text.embeddings, first)
     result = seg.segment(frames([(64, 64)]))[0]
     assert all(0 <= s.class_id < 3 for s in result.segments)
     use_random_text(seg)  # restore for the other tests

@@ -245,7 +245,7 @@ class Segmenter:
         return self._vocabulary
 
     # ----------------------------------------------------------------------------- vocabulary
-    def set_vocabulary(self, classes: Any, cache_dir: str | Path | None = None) -> Vocabulary:
+    def set_vocabulary(self, classes: Any, cache_dir: str | Path | None = "auto") -> Vocabulary:
         """Set the classes and compute (once) their text classifier.
 
         Args:
@@ -253,7 +253,9 @@ class Segmenter:
                 name); or a list whose items are a class name (commas inside split synonyms,
                 as the official class files) or a list of synonyms. Classes from a list are
                 things; use a `Vocabulary` to declare stuff.
-            cache_dir: optional on-disk cache of text classifiers.
+            cache_dir: folder of cached text classifiers (keyed by `model_id`, synonyms and
+                templates); "auto" = $STREAMSEG_CACHE/text or ~/.cache/streamseg/text;
+                None = no disk cache. The classifier stays cached in the segmenter either way.
         """
         from streamseg.model.vocab import (
             VocabClass,
@@ -277,6 +279,10 @@ class Segmenter:
                     raise UserError(f"{item!r}: a class needs at least one name")
                 items.append(VocabClass(name=synonyms[0], synonyms=tuple(synonyms)))
             vocabulary = Vocabulary(classes=tuple(items))
+        if cache_dir == "auto":
+            from streamseg.model.text import default_cache_dir
+
+            cache_dir = default_cache_dir()
         text = build_text_classifier(
             self.model.backbone.encode_text,
             self._tokenizer,
