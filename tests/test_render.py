@@ -201,3 +201,19 @@ def test_overlay_bumps_repeated_timestamps_and_resizes_images(tmp_path: Path) ->
 def test_unwritable_overlay_path_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="missing/out.mp4: cannot write"):
         OverlayWriter(tmp_path / "missing" / "out.mp4", size=(48, 64))
+
+
+def test_overlay_is_browser_playable_h264(tmp_path: Path) -> None:
+    """What browsers need: H.264 (High or lower profile, 4:2:0 8-bit) in mp4 with the index
+    (moov) before the data (mdat) so playback starts before the download ends."""
+    out = tmp_path / "web.mp4"
+    with OverlayWriter(out, size=(47, 63), time_base=Fraction(1, 25)) as writer:
+        for index in range(3):
+            writer.write(videos.pattern(index, 47, 63), _labels_for(47, 63), {3: "a"})
+    data = out.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert video.codec_context.profile in ("High", "Main", "Constrained Baseline")
+        assert (video.codec_context.width, video.codec_context.height) == (64, 48)
+        assert video.codec_context.pix_fmt == "yuv420p"
