@@ -1,17 +1,220 @@
-"""`streamseg image`: panoptic segmentation of still images (being written)."""
+"""`streamseg image IMG|DIR|GLOB... --vocab ... --out DIR`: panoptic segmentation of images.
+
+Writes, per image, `panoptic/<stem>.png` (COCO panoptic id encoding) and
+`overlay/<stem>.png` (coloured masks, outlines, class names), and one
+`predictions.json` in the COCO panoptic results format for all images. With
+`--categories FILE` (a COCO panoptic JSON or a categories list) the category ids and image ids
+are the dataset's, so the folder can be scored by standard tools.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+from typing import Any
 
 HELP = "segment images: panoptic PNGs, overlays and a COCO-panoptic predictions JSON"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="IMG|DIR|GLOB")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="IMG|DIR|GLOB", help="image files, folders or glob patterns"
+    )
+    parser.add_argument(
+        "--vocab",
+        default=None,
+        help='classes: "person|people,car,red panda" (commas separate classes, | synonyms) '
+        "or a built-in dataset name (coco, ade20k, cityscapes, ...)",
+    )
+    parser.add_argument(
+        "--vocab-file", default=None, help="class file (id:name,syn or one per line)"
+    )
+    parser.add_argument("--stuff", default=None, help='classes that are stuff, e.g. "sky,road"')
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="model name, registry name, folder or .pth (default: the embedded model)",
+    )
+    parser.add_argument("--clip-weights", default=None, help="open_clip weights for the CLIP")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--categories",
+        default=None,
+        help="COCO panoptic JSON whose category ids (and image ids) the predictions use",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
+    parser.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Image paths from files, folders and globs, in order, without repeats."""
+    from streamseg.errors import UserError
+    from streamseg.video.sources import list_image_frames
+
+    paths: list[Path] = []
+    for item in items:
+        listed = list_image_frames(item)
+        if listed is not None:
+            paths.extend(listed)
+        elif Path(item).is_file():
+            paths.append(Path(item))
+        else:
+            raise UserError(f"{item}: no such image, folder or pattern")
+    return list(dict.fromkeys(paths))
+
+
+def _read(path: Path):  # noqa: ANN202 - numpy array
+    from streamseg.errors import UserError
+    from streamseg.video.sources import read_image
+
+    try:
+        return read_image(path)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable image ({error})") from None
+
+
+def _vocabulary(args: argparse.Namespace) -> Any:
+    from streamseg.errors import UserError
+    from streamseg.model.vocab import load_vocab_file, parse_vocab
+
+    if (args.vocab is None) == (args.vocab_file is None):
+        raise UserError("give exactly one of --vocab and --vocab-file")
+    if args.vocab_file is not None:
+        return load_vocab_file(args.vocab_file, stuff=args.stuff)
+    return parse_vocab(args.vocab, stuff=args.stuff)
+
+
+def load_segmenter(model: str | None, clip_weights: str | None, device: str) -> Any:
+    """A `Segmenter` from a model name/path or a fetched registry entry (official weights)."""
+    import warnings
+
+    from streamseg.errors import UserError
+    from streamseg.model.config import PRESETS
+    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
+    from streamseg.weights import cached_path, load_registry
+
+    name = model or DEFAULT_MODEL
+    config = None
+    if not Path(name).exists():
+        registry = load_registry()
+        entry = registry.get(name)
+        if entry is not None and entry.kind == "fcclip":
+            path = cached_path(entry)
+            if not path.is_file():
+                raise UserError(
+                    f"{name}: weights not downloaded; run `streamseg weights fetch {name}` "
+                    f"or put the file at {path}"
+                )
+            if clip_weights is None and entry.clip_weights:
+                clip_path = cached_path(registry[entry.clip_weights])
+                if not clip_path.is_file():
+                    raise UserError(
+                        f"{entry.clip_weights}: CLIP weights not downloaded; run `streamseg "
+                        f"weights fetch {entry.clip_weights}` or put the file at {clip_path}"
+                    )
+                clip_weights = str(clip_path)
+            name, config = str(path), entry.preset
+    if name in PRESETS:
+        print(
+            f"streamseg image: note: {name} has random weights (no trained model given): "
+            "the output shows the file formats, not real segmentations",
+            file=sys.stderr,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the random-weights note is printed above
+        return Segmenter.from_pretrained(
+            name, config=config, clip_weights=clip_weights, device=device
+        )
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """Output names: the file stems, with _2, _3 ... for repeats (same stem, other folders)."""
+    counts: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        counts[path.stem] = counts.get(path.stem, 0) + 1
+        stems.append(path.stem if counts[path.stem] == 1 else f"{path.stem}_{counts[path.stem]}")
+    return stems
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamseg.errors import UserError
+    import json
 
-    raise UserError("image: not implemented yet")
+    from streamseg.errors import UserError
+    from streamseg.image_io import (
+        encode_panoptic,
+        image_id_for,
+        match_categories,
+        read_dataset_file,
+        segments_info,
+        vocabulary_categories,
+        write_json,
+        write_png,
+    )
+    from streamseg.video.render import draw_overlay
+
+    if args.batch_size < 1:
+        raise UserError("--batch-size: must be at least 1")
+    vocabulary = _vocabulary(args)
+    paths = expand_inputs(args.inputs)
+    dataset = read_dataset_file(args.categories) if args.categories else None
+    if dataset is not None:
+        category_ids = match_categories(vocabulary, dataset["categories"], args.categories)
+        categories = dataset["categories"]
+        dataset_images = dataset.get("images")
+    else:
+        category_ids = [index + 1 for index in range(len(vocabulary))]
+        categories = vocabulary_categories(vocabulary)
+        dataset_images = None
+    # Read every image first: a bad file fails before the model loads or anything is written.
+    sizes = {}
+    for path in paths:
+        sizes[path] = _read(path).shape[:2]
+    segmenter = load_segmenter(args.model, args.clip_weights, args.device)
+    segmenter.set_vocabulary(vocabulary)
+
+    out = Path(args.out)
+    stems = _unique_stems(paths)
+    annotations, images = [], []
+    for start in range(0, len(paths), args.batch_size):
+        batch_paths = paths[start : start + args.batch_size]
+        frames = [_read(path) for path in batch_paths]
+        results = segmenter.segment(frames)
+        for offset, (path, frame, result) in enumerate(
+            zip(batch_paths, frames, results, strict=True)
+        ):
+            stem = stems[start + offset]
+            png_name = f"{stem}.png"
+            write_png(out / "panoptic" / png_name, encode_panoptic(result.panoptic))
+            if not args.no_overlay:
+                names = {s.id: vocabulary.names[s.class_id] for s in result.segments}
+                write_png(out / "overlay" / png_name, draw_overlay(frame, result.panoptic, names))
+            image_id = image_id_for(path.name, dataset_images)
+            height, width = frame.shape[:2]
+            images.append(
+                {"id": image_id, "file_name": path.name, "height": height, "width": width}
+            )
+            annotations.append(
+                {
+                    "image_id": image_id,
+                    "file_name": png_name,
+                    "segments_info": segments_info(result, category_ids),
+                }
+            )
+            print(f"{path}: {len(result.segments)} segments", file=sys.stderr)
+    write_json(
+        out / "predictions.json",
+        {
+            "info": {
+                "model": segmenter.model_id,
+                "vocabulary": json.loads(vocabulary.to_json()),
+            },
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        },
+    )
+    print(f"wrote {len(paths)} images to {out} (predictions.json, panoptic/, overlay/)")
+    return 0
