@@ -1,0 +1,508 @@
+"""The label store: one Zarr v3 group per video (schema in docs/FORMATS.md).
+
+```
+out.zarr/
+  zarr.json        attrs["streamseg"]: schema, source, model, vocabulary, settings, status
+  progress.json    the commit record: frames and segments committed, tracker state
+  labels           int32 [T, H, W], chunks (1, H, W), zstd; track id per pixel, 0 = none
+  frames/<col>     1-D columns [T]: index, pts, time, keyframe, corrupt, segment_start, ...
+  segments/<col>   1-D columns [N]: frame, track_id, class_id, score, area, bbox_*, is_thing
+  tracks/<col>     1-D columns [M]: track_id, class_id, is_thing, first_frame, ... (at finish)
+```
+
+Commit protocol (why resume is exact): `write_block` writes a block of whole frames (the
+pipeline's batch) into the arrays, then replaces `progress.json` atomically (temp file +
+`os.replace`) with the new frame / segment counts and the tracker state after the block.
+Arrays may hold more than that after a crash (zarr grows the shape first; a SIGKILL mid-block
+leaves rows that were never committed): only `progress.json` is trusted. Resuming truncates
+every array to the committed counts and continues from there; readers never look past them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamseg.errors import UserError
+
+SCHEMA_VERSION = 1
+ATTRS_KEY = "streamseg"
+PROGRESS_FILE = "progress.json"
+
+FRAME_COLUMNS: dict[str, str] = {
+    "index": "int64",  # frame number in the source (counting every decoded frame)
+    "pts": "int64",  # presentation timestamp in the stream time base (-1 = none)
+    "time": "float64",  # seconds (pts x time base)
+    "keyframe": "uint8",
+    "corrupt": "uint8",  # decoder flagged the frame as damaged
+    "segment_start": "int64",  # first row of this frame in segments
+    "segment_count": "int32",  # rows of this frame in segments
+}
+SEGMENT_COLUMNS: dict[str, str] = {
+    "frame": "int64",  # row in frames / labels (not the source index)
+    "track_id": "int32",
+    "class_id": "int32",  # this frame's class (the track's voted class is in tracks)
+    "score": "float32",
+    "area": "int64",  # pixels in the stored label map
+    "bbox_x": "int32",
+    "bbox_y": "int32",
+    "bbox_w": "int32",
+    "bbox_h": "int32",
+    "is_thing": "uint8",
+}
+TRACK_COLUMNS: dict[str, str] = {
+    "track_id": "int32",
+    "class_id": "int32",  # score-weighted vote over the track's segments
+    "is_thing": "uint8",
+    "first_frame": "int64",  # row in frames
+    "last_frame": "int64",
+    "frames": "int64",  # frames with a segment of the track
+    "score": "float32",  # mean segment score
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The commit record (progress.json)."""
+
+    frames: int = 0
+    segments: int = 0
+    tracker: str | None = None  # TrackerState JSON after the last committed frame
+    extra: dict[str, Any] | None = None  # e.g. decode counters
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "frames": self.frames,
+                "segments": self.segments,
+                "tracker": self.tracker,
+                "extra": self.extra or {},
+            }
+        )
+
+
+def read_progress(path: str | Path) -> Progress:
+    """The committed counts of a store (zeros if it has none yet)."""
+    file = Path(path) / PROGRESS_FILE
+    if not file.is_file():
+        return Progress()
+    data = json.loads(file.read_text())
+    return Progress(
+        frames=int(data["frames"]),
+        segments=int(data["segments"]),
+        tracker=data.get("tracker"),
+        extra=data.get("extra") or {},
+    )
+
+
+def is_store(path: str | Path) -> bool:
+    """True if `path` is a streamseg store (a zarr group with our attributes)."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return ATTRS_KEY in data.get("attributes", {})
+
+
+def store_status(path: str | Path) -> int | None:
+    """Frames of a finished store at `path`; None if missing, unfinished or not a store."""
+    if not is_store(path):
+        return None
+    attrs = json.loads((Path(path) / "zarr.json").read_text())["attributes"][ATTRS_KEY]
+    if attrs.get("status") != "done":
+        return None
+    return int(read_progress(path).frames)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+
+
+class LabelStore:
+    """Writer of one store. Open with `LabelStore.open(...)`, then `write_block` per batch of
+    frames and `finish()`; `committed_frames` tells where a resumed run continues."""
+
+    def __init__(self, path: Path, group: Any, progress: Progress, done: bool) -> None:
+        self.path = path
+        self._group = group
+        self.progress = progress
+        self.done = done
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        label_size: tuple[int, int],
+        identity: Mapping[str, Any],
+        attrs: Mapping[str, Any],
+        overwrite: bool = False,
+        compression_level: int = 3,
+        table_chunk: int = 4096,
+    ) -> LabelStore:
+        """Create a store, or reopen one made by the same run to resume it.
+
+        Args:
+            path: the store folder (`*.zarr`).
+            label_size: (H, W) of the label maps.
+            identity: what must match to resume (source fingerprint, settings, model id);
+                a store with another identity is refused unless `overwrite`.
+            attrs: further attributes for a new store (source facts, vocabulary, ...).
+            overwrite: delete an existing store and start over.
+        """
+        import zarr
+
+        path = Path(path)
+        identity = json.loads(json.dumps(dict(identity)))  # normalized (tuples -> lists)
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{path}: exists and is not a store folder")
+        if path.exists() and overwrite:
+            if not is_store(path) and any(path.iterdir()):
+                raise UserError(f"{path}: not a streamseg store; refusing to delete it")
+            shutil.rmtree(path)
+        if path.exists() and any(path.iterdir()):
+            if not is_store(path):
+                raise UserError(f"{path}: exists and is not a streamseg store")
+            return cls._reopen(path, identity, label_size)
+        parent = path.parent
+        if not parent.is_dir():
+            raise UserError(f"{path}: cannot write (folder {parent} does not exist)")
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"{path}: cannot write (folder {parent} is not writable)")
+        try:
+            group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        except OSError as error:
+            raise UserError(f"{path}: cannot write ({error})") from None
+        _create_arrays(group, label_size, compression_level, table_chunk)
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            **json.loads(json.dumps(dict(attrs))),
+            "identity": identity,
+            "label_size": list(label_size),
+            "status": "running",
+        }
+        group.attrs[ATTRS_KEY] = meta
+        progress = Progress()
+        _atomic_write(path / PROGRESS_FILE, progress.to_json())
+        return cls(path, group, progress, done=False)
+
+    @classmethod
+    def _reopen(cls, path: Path, identity: dict[str, Any], label_size: tuple[int, int]):
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r+")
+        meta = dict(group.attrs[ATTRS_KEY])
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise UserError(
+                f"{path}: store schema {meta.get('schema_version')} is not {SCHEMA_VERSION}; "
+                "use --overwrite or another --out"
+            )
+        old = meta.get("identity", {})
+        if old != identity:
+            differing = sorted(
+                key for key in set(old) | set(identity) if old.get(key) != identity.get(key)
+            )
+            what = "another video" if "source" in differing else "other settings"
+            raise UserError(
+                f"{path}: store was made from {what} (differs in: {', '.join(differing)}); "
+                "use --overwrite to replace it or choose another --out"
+            )
+        progress = read_progress(path)
+        done = meta.get("status") == "done"
+        store = cls(path, group, progress, done=done)
+        if not done:
+            store._truncate()
+            meta["status"] = "running"
+            group.attrs[ATTRS_KEY] = meta
+        return store
+
+    def _truncate(self) -> None:
+        """Cut every array back to the committed counts (drop uncommitted rows)."""
+        for partial in self.path.rglob("*.partial"):
+            partial.unlink(missing_ok=True)
+        frames, segments = self.progress.frames, self.progress.segments
+        labels = self._group["labels"]
+        labels.resize((frames, *labels.shape[1:]))
+        for name in FRAME_COLUMNS:
+            self._group["frames"][name].resize((frames,))
+        for name in SEGMENT_COLUMNS:
+            self._group["segments"][name].resize((segments,))
+
+    # ------------------------------------------------------------------ writing
+    @property
+    def committed_frames(self) -> int:
+        return self.progress.frames
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._group.attrs[ATTRS_KEY])
+
+    def update_attrs(self, **values: Any) -> None:
+        meta = dict(self._group.attrs[ATTRS_KEY])
+        meta.update(json.loads(json.dumps(values)))
+        self._group.attrs[ATTRS_KEY] = meta
+
+    def write_block(
+        self,
+        labels: np.ndarray,
+        frames: Mapping[str, np.ndarray],
+        segments: Mapping[str, np.ndarray],
+        tracker_state: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Append whole frames and commit them.
+
+        Args:
+            labels: (n, H, W) int32 track ids of n frames.
+            frames: FRAME_COLUMNS except segment_start / segment_count, each (n,).
+            segments: SEGMENT_COLUMNS, each (m,), `frame` relative to this block (0..n-1).
+            tracker_state: tracker JSON after the last frame of the block.
+            extra: small JSON-able facts kept in the commit record (e.g. decode counters).
+        """
+        n = int(labels.shape[0])
+        t0, s0 = self.progress.frames, self.progress.segments
+        local = np.asarray(segments["frame"], np.int64)
+        m = int(local.shape[0])
+        counts = np.bincount(local, minlength=n).astype(np.int32) if m else np.zeros(n, np.int32)
+        starts = s0 + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        frame_rows = {**frames, "segment_start": starts, "segment_count": counts}
+        _append(self._group["labels"], t0, np.asarray(labels, np.int32))
+        for name, dtype in FRAME_COLUMNS.items():
+            _append(self._group["frames"][name], t0, np.asarray(frame_rows[name], dtype))
+        segment_rows = {**segments, "frame": local + t0}
+        for name, dtype in SEGMENT_COLUMNS.items():
+            _append(self._group["segments"][name], s0, np.asarray(segment_rows[name], dtype))
+        self.progress = Progress(
+            frames=t0 + n, segments=s0 + m, tracker=tracker_state, extra=extra or {}
+        )
+        _atomic_write(self.path / PROGRESS_FILE, self.progress.to_json())
+
+    def finish(self, **attrs: Any) -> None:
+        """Trim the arrays to the committed counts, write the tracks table, mark done."""
+        self._truncate()
+        reader = StoreReader(self.path)
+        tracks = summarize_tracks(reader.segments)
+        group = self._group["tracks"]
+        for name, dtype in TRACK_COLUMNS.items():
+            group[name].resize((len(tracks[name]),))
+            if len(tracks[name]):
+                group[name][:] = np.asarray(tracks[name], dtype)
+        self.update_attrs(
+            **attrs,
+            status="done",
+            frames=self.progress.frames,
+            segments=self.progress.segments,
+            tracks=len(tracks["track_id"]),
+        )
+        self.done = True
+
+
+def _create_arrays(group: Any, label_size: tuple[int, int], level: int, table_chunk: int) -> None:
+    from zarr.codecs import ZstdCodec
+
+    height, width = label_size
+    group.create_array(
+        "labels",
+        shape=(0, height, width),
+        chunks=(1, height, width),
+        dtype="int32",
+        fill_value=0,
+        compressors=ZstdCodec(level=level),
+        dimension_names=("t", "y", "x"),
+    )
+    for table, columns in (
+        ("frames", FRAME_COLUMNS),
+        ("segments", SEGMENT_COLUMNS),
+        ("tracks", TRACK_COLUMNS),
+    ):
+        sub = group.create_group(table)
+        for name, dtype in columns.items():
+            sub.create_array(
+                name,
+                shape=(0,),
+                chunks=(table_chunk,),
+                dtype=dtype,
+                fill_value=0,
+                compressors=ZstdCodec(level=level),
+                dimension_names=("row",),
+            )
+
+
+def _append(array: Any, start: int, values: np.ndarray) -> None:
+    """Write `values` at rows [start, start + len), growing the array in large steps (few
+    metadata rewrites); `finish`/`_truncate` cut it back to the committed length."""
+    stop = start + values.shape[0]
+    if values.shape[0] == 0:
+        return
+    if array.shape[0] < stop:
+        grown = max(stop, min(2 * array.shape[0], array.shape[0] + 1024))
+        array.resize((grown, *array.shape[1:]))
+    array[start:stop] = values
+
+
+def summarize_tracks(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The tracks table from the segments table (a pure function of it).
+
+    Class = score-weighted vote over the track's segments (ties: lowest class id), as the
+    tracker votes. Returns TRACK_COLUMNS, rows sorted by track id.
+    """
+    track = np.asarray(segments["track_id"], np.int64)
+    if track.size == 0:
+        return {name: np.zeros(0, dtype) for name, dtype in TRACK_COLUMNS.items()}
+    ids, inverse = np.unique(track, return_inverse=True)
+    classes = np.asarray(segments["class_id"], np.int64)
+    # float32 sums in row order, like the tracker's votes
+    scores = np.asarray(segments["score"], np.float32)
+    frame = np.asarray(segments["frame"], np.int64)
+    num_classes = int(classes.max()) + 1
+    votes = np.zeros((ids.size, num_classes), np.float64)
+    np.add.at(votes, (inverse, classes), scores.astype(np.float64))
+    first = np.full(ids.size, np.iinfo(np.int64).max)
+    last = np.full(ids.size, -1)
+    np.minimum.at(first, inverse, frame)
+    np.maximum.at(last, inverse, frame)
+    # a stuff class may give several segments per frame to one track: count frames once
+    unique_pairs = np.unique(np.stack([inverse, frame]), axis=1)
+    frames_per_track = np.bincount(unique_pairs[0], minlength=ids.size)
+    score_sum = np.bincount(inverse, weights=scores.astype(np.float64), minlength=ids.size)
+    rows = np.bincount(inverse, minlength=ids.size)
+    thing = np.zeros(ids.size, np.uint8)
+    thing[inverse] = np.asarray(segments["is_thing"], np.uint8)
+    return {
+        "track_id": ids.astype(np.int32),
+        "class_id": votes.argmax(axis=1).astype(np.int32),
+        "is_thing": thing,
+        "first_frame": first,
+        "last_frame": last,
+        "frames": frames_per_track.astype(np.int64),
+        "score": (score_sum / np.maximum(rows, 1)).astype(np.float32),
+    }
+
+
+class StoreReader:
+    """Read a store back (committed frames only, also while it is being written).
+
+    Attributes:
+        attrs: the `streamseg` attributes (source, model, vocabulary, settings, status).
+        num_frames: committed frames T; labels are (T, H, W).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import zarr
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise UserError(f"{self.path}: no such store")
+        if not is_store(self.path):
+            raise UserError(f"{self.path}: not a streamseg store")
+        self._group = zarr.open_group(str(self.path), mode="r")
+        self.attrs: dict[str, Any] = dict(self._group.attrs[ATTRS_KEY])
+        progress = read_progress(self.path)
+        self.num_frames = progress.frames
+        self.num_segments = progress.segments
+        self.progress = progress
+
+    @property
+    def status(self) -> str:
+        return str(self.attrs.get("status"))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attrs.get("vocabulary", {}).get("names", []))
+
+    @property
+    def label_size(self) -> tuple[int, int]:
+        shape = self._group["labels"].shape
+        return (int(shape[1]), int(shape[2]))
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def labels(self, frame: int | slice | None = None) -> np.ndarray:
+        """Label map(s): `labels(t)` (H, W) int32; `labels(slice)` / `labels()` (F, H, W)."""
+        array = self._group["labels"]
+        if frame is None:
+            frame = slice(0, self.num_frames)
+        if isinstance(frame, slice):
+            start, stop, step = frame.indices(self.num_frames)
+            return np.asarray(array[start:stop:step] if step == 1 else array[start:stop][::step])
+        t = int(frame)
+        if t < 0:
+            t += self.num_frames
+        if not 0 <= t < self.num_frames:
+            raise IndexError(f"frame {frame} out of range (0..{self.num_frames - 1})")
+        return np.asarray(array[t])
+
+    def iter_labels(self) -> Iterator[np.ndarray]:
+        """Label maps one frame at a time (memory of one frame)."""
+        for t in range(self.num_frames):
+            yield self.labels(t)
+
+    def _table(self, name: str, columns: Mapping[str, str], rows: int) -> dict[str, np.ndarray]:
+        group = self._group[name]
+        return {col: np.asarray(group[col][:rows]) for col in columns}
+
+    @property
+    def frames(self) -> dict[str, np.ndarray]:
+        """The frames table: column -> (T,) array."""
+        return self._table("frames", FRAME_COLUMNS, self.num_frames)
+
+    @property
+    def segments(self) -> dict[str, np.ndarray]:
+        """The segments table: column -> (N,) array."""
+        return self._table("segments", SEGMENT_COLUMNS, self.num_segments)
+
+    @property
+    def tracks(self) -> dict[str, np.ndarray]:
+        """The tracks table (written at the end; derived from the segments before that)."""
+        if self.status == "done":
+            size = self._group["tracks"]["track_id"].shape[0]
+            return self._table("tracks", TRACK_COLUMNS, size)
+        return summarize_tracks(self.segments)
+
+    def track_mask(self, track_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """The mask of one track over time, on the frames between its first and last segment.
+
+        Returns:
+            frames (F,) int64 rows, masks (F, H, W) bool.
+        """
+        segments = self.segments
+        rows = np.flatnonzero(segments["track_id"] == track_id)
+        if rows.size == 0:
+            raise KeyError(f"no track {track_id} in {self.path}")
+        first, last = int(segments["frame"][rows].min()), int(segments["frame"][rows].max())
+        frames = np.arange(first, last + 1)
+        return frames, self.labels(slice(first, last + 1)) == track_id
+
+    def segment_rle(self, row: int) -> dict[str, object]:
+        """COCO RLE (pycocotools-compatible, counts as str) of segments row `row`: the pixels of
+        its track in its frame."""
+        from streamseg.video.rle import encode_mask
+
+        if not 0 <= row < self.num_segments:
+            raise IndexError(f"segment {row} out of range (0..{self.num_segments - 1})")
+        group = self._group["segments"]
+        frame = int(group["frame"][row])
+        track_id = int(group["track_id"][row])
+        return encode_mask(self.labels(frame) == track_id)
+
+
+def open_store(path: str | Path) -> StoreReader:
+    """Open a label store for reading (see `StoreReader`)."""
+    return StoreReader(path)
