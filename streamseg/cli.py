@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "weights",
     "synth",
     "clip",
+    "train",
 )
 
 
