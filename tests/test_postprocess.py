@@ -12,6 +12,7 @@ from streamseg.model.postprocess import (
     class_logits_from_probs,
     instance_inference,
     panoptic_inference,
+    panoptic_inference_streamed,
     panoptic_keep,
     resize_mask_logits,
     semantic_inference,
@@ -167,3 +168,27 @@ def test_no_kept_query_gives_empty_map() -> None:
         mask_cls, torch.ones(1, 4, 4), torch.tensor([True, True]), 0.0, 0.8
     )
     assert segments == [] and not panoptic.any()
+
+
+def test_streamed_panoptic_equals_reference() -> None:
+    generator = torch.Generator().manual_seed(7)
+    is_thing = torch.tensor([True, False, True, False, True])
+    blobs = torch.randn(1, 20, 3, 4, generator=generator) * 6 - 2
+    low = torch.nn.functional.interpolate(blobs, size=(12, 16), mode="bilinear")[0]
+    mask_cls = torch.randn(20, 6, generator=generator) * 3
+    # Ties: query 7 repeats query 2 exactly (same class scores, same mask).
+    mask_cls[7], low[7] = mask_cls[2], low[2]
+    mask_cls[::4, -1] = 9.0  # some void
+    padded, image, output = (48, 64), (45, 60), (30, 41)
+
+    def masks_for(index: torch.Tensor) -> torch.Tensor:
+        return resize_mask_logits(low[index], padded, image, output)
+
+    want_map, want = panoptic_inference(mask_cls, masks_for(torch.arange(20)), is_thing, 0.2, 0.5)
+    assert len(want) > 2
+    for chunk in (1, 3, 100):
+        got_map, got = panoptic_inference_streamed(
+            mask_cls, masks_for, output, is_thing, 0.2, 0.5, chunk=chunk
+        )
+        assert torch.equal(got_map, want_map)
+        assert got == want

@@ -7,6 +7,7 @@ FC-CLIP uses them; detectron2 `sem_seg_postprocess` for the mask resizing).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -121,13 +122,43 @@ def panoptic_inference(
     inside = winner_prob >= 0.5
     mask_area = torch.bincount(winner[inside], minlength=count).tolist()
 
-    kept_list = kept.tolist()
-    classes = labels[kept].tolist()
-    thing = is_thing.tolist()
-    segment_of = [0] * count  # segment id per kept query, 0 = dropped
+    segment_of, segments = assign_segments(
+        kept.tolist(),
+        labels[kept].tolist(),
+        scores[kept].tolist(),
+        won_area,
+        original_area,
+        mask_area,
+        is_thing.tolist(),
+        overlap_threshold,
+    )
+    lookup = torch.tensor(segment_of, dtype=torch.int32, device=device)
+    panoptic = torch.where(inside, lookup[winner], panoptic)
+    return panoptic, segments
+
+
+def assign_segments(
+    queries: list[int],
+    classes: list[int],
+    scores: list[float],
+    won_area: list[int],
+    original_area: list[int],
+    mask_area: list[int],
+    thing: list[bool],
+    overlap_threshold: float,
+) -> tuple[list[int], list[PanopticSegment]]:
+    """The official per-query decisions of panoptic inference, in query order.
+
+    Args (one entry per kept query): query index, class, score, pixels won, pixels with
+    sigmoid >= 0.5, pixels won with sigmoid >= 0.5; `thing` per class.
+
+    Returns:
+        segment id per kept query (0 = dropped) and the segments.
+    """
+    segment_of = [0] * len(queries)
     segments: list[dict] = []
     stuff_ids: dict[int, int] = {}
-    for k in range(count):
+    for k, query in enumerate(queries):
         if not (won_area[k] > 0 and original_area[k] > 0 and mask_area[k] > 0):
             continue
         if won_area[k] / original_area[k] < overlap_threshold:
@@ -135,7 +166,7 @@ def panoptic_inference(
         cls = classes[k]
         if not thing[cls] and cls in stuff_ids:
             segment_of[k] = stuff_ids[cls]
-            segments[stuff_ids[cls] - 1]["queries"].append(kept_list[k])
+            segments[stuff_ids[cls] - 1]["queries"].append(query)
             continue
         new_id = len(segments) + 1
         if not thing[cls]:
@@ -145,14 +176,73 @@ def panoptic_inference(
             {
                 "id": new_id,
                 "class_id": cls,
-                "score": float(scores[kept_list[k]]),
+                "score": float(scores[k]),
                 "is_thing": bool(thing[cls]),
-                "queries": [kept_list[k]],
+                "queries": [query],
             }
         )
+    return segment_of, [PanopticSegment(**{**s, "queries": tuple(s["queries"])}) for s in segments]
+
+
+def panoptic_inference_streamed(
+    mask_cls: Tensor,
+    mask_logits_for: Callable[[Tensor], Tensor],
+    output_size: tuple[int, int],
+    is_thing: Tensor,
+    object_mask_threshold: float,
+    overlap_threshold: float,
+    chunk: int = 16,
+) -> tuple[Tensor, list[PanopticSegment]]:
+    """`panoptic_inference` with the kept queries' full-size masks made `chunk` at a time, so
+    memory is O(chunk * H * W) instead of O(Q * H * W). Same result: the running per-pixel
+    maximum keeps the earliest query on ties, as argmax does.
+
+    Args:
+        mask_cls: (Q, C+1) class logits.
+        mask_logits_for: query indices (k,) long -> their (k, H, W) mask logits at output size
+            (e.g. `resize_mask_logits` of the low-resolution rows).
+        output_size: (H, W).
+        is_thing, object_mask_threshold, overlap_threshold: as `panoptic_inference`.
+        chunk: queries per step.
+    """
+    height, width = output_size
+    scores, labels = mask_cls.softmax(-1).max(-1)
+    keep = (labels != mask_cls.shape[-1] - 1) & (scores > object_mask_threshold)
+    kept = torch.nonzero(keep).flatten()
+    device = mask_cls.device
+    panoptic = torch.zeros((height, width), dtype=torch.int32, device=device)
+    if kept.numel() == 0:
+        return panoptic, []
+    best = torch.full((height, width), float("-inf"), device=device)
+    winner = torch.zeros((height, width), dtype=torch.long, device=device)
+    winner_prob = torch.zeros((height, width), device=device)
+    original_area: list[int] = []
+    for start in range(0, kept.numel(), chunk):
+        index = kept[start : start + chunk]
+        probs = mask_logits_for(index).float().sigmoid()  # (k, H, W)
+        values, arg = (scores[index].view(-1, 1, 1) * probs).max(0)
+        better = values > best  # strict: earlier queries win ties
+        best = torch.where(better, values, best)
+        winner = torch.where(better, arg + start, winner)
+        winner_prob = torch.where(better, probs.gather(0, arg[None])[0], winner_prob)
+        original_area.extend((probs >= 0.5).flatten(1).sum(1).tolist())
+    count = kept.numel()
+    won_area = torch.bincount(winner.flatten(), minlength=count).tolist()
+    inside = winner_prob >= 0.5
+    mask_area = torch.bincount(winner[inside], minlength=count).tolist()
+    segment_of, segments = assign_segments(
+        kept.tolist(),
+        labels[kept].tolist(),
+        scores[kept].tolist(),
+        won_area,
+        original_area,
+        mask_area,
+        is_thing.tolist(),
+        overlap_threshold,
+    )
     lookup = torch.tensor(segment_of, dtype=torch.int32, device=device)
     panoptic = torch.where(inside, lookup[winner], panoptic)
-    return panoptic, [PanopticSegment(**{**s, "queries": tuple(s["queries"])}) for s in segments]
+    return panoptic, segments
 
 
 def semantic_inference(mask_cls: Tensor, mask_logits: Tensor) -> Tensor:

@@ -35,8 +35,7 @@ from streamseg.model.postprocess import (
     boxes_and_areas,
     class_logits_from_probs,
     instance_inference,
-    panoptic_inference,
-    panoptic_keep,
+    panoptic_inference_streamed,
     resize_mask_logits,
     semantic_inference,
 )
@@ -455,14 +454,19 @@ class Segmenter:
 
     def _panoptic(self, raw: dict[str, Any], output_size: tuple[int, int]) -> FrameSegmentation:
         mask_cls = class_logits_from_probs(raw["class_probs"])
-        # Only queries that panoptic inference can keep are upsampled (identical result).
-        kept = torch.nonzero(panoptic_keep(mask_cls, self.config.object_mask_threshold)).flatten()
-        masks = resize_mask_logits(
-            raw["mask_logits"][kept], raw["padded_size"], raw["image_size"], output_size
-        )
-        panoptic, segments = panoptic_inference(
-            mask_cls[kept],
-            masks,
+        low = raw["mask_logits"]
+
+        def masks_for(index: Tensor) -> Tensor:
+            # Only queries panoptic inference keeps are upsampled, a few at a time (memory
+            # O(chunk * H * W)); per query the official resize order, so identical results.
+            return resize_mask_logits(
+                low[index], raw["padded_size"], raw["image_size"], output_size
+            )
+
+        panoptic, segments = panoptic_inference_streamed(
+            mask_cls,
+            masks_for,
+            output_size,
             self._is_thing,
             self.config.object_mask_threshold,
             self.config.overlap_threshold,
@@ -473,7 +477,7 @@ class Segmenter:
         rows = []
         out_segments = []
         for segment, box, area in zip(segments, boxes, areas, strict=True):
-            queries = kept[list(segment.queries)]
+            queries = list(segment.queries)
             rows.append(F.normalize(embeddings[queries].mean(0), dim=-1))
             out_segments.append(
                 Segment(
