@@ -31,7 +31,8 @@ def test_whole_image_region_is_the_image_embedding(trunk: str) -> None:
         assert dense.shape[-2:] == (2, 2)
         whole = embed_regions(model, dense, torch.ones(2, 1, 2, 2))[:, 0]
         torch.testing.assert_close(whole, embed_dense(model, dense), rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(whole, model.encode_image(images), rtol=1e-4, atol=1e-5)
+        if trunk == "convnext":  # the ResNet pool (FC-CLIP's) omits the mean token from keys
+            torch.testing.assert_close(whole, model.encode_image(images), rtol=1e-4, atol=1e-5)
         # A region is pooled only from its own cells: changing features elsewhere is invisible.
         weights = torch.zeros(2, 1, 2, 2)
         weights[:, :, 0, 0] = 1.0
@@ -39,12 +40,9 @@ def test_whole_image_region_is_the_image_embedding(trunk: str) -> None:
         changed[:, :, 1, 1] += 5.0
         left = embed_regions(model, dense, weights)
         right = embed_regions(model, changed, weights)
-    if trunk == "convnext":
-        torch.testing.assert_close(left, right)
-    else:
-        # The attention pool's query is the mean of all positions (as in FC-CLIP), so only
-        # the keys/values are restricted; the output still moves, but less than the whole.
-        assert not torch.allclose(left, right)
+    # With one open cell the ResNet's attention has a single key, so the query (the mean of
+    # all positions) does not matter either.
+    torch.testing.assert_close(left, right)
 
 
 def test_downsample_masks_gives_area_fractions() -> None:

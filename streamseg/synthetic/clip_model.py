@@ -6,8 +6,9 @@ Two vision towers, both of which FC-CLIP's backbone accepts:
   average of them through `trunk.head` (norm) and `visual.head` (projection), as FC-CLIP does.
 - "resnet": open_clip's ModifiedResNet (batch norm, attention pool); a region's embedding is
   the attention pool run as masked attention (query = mean over positions + pos[0], keys and
-  values = features + positional embedding, positions outside the region blocked), as FC-CLIP
-  does for its RN50 backbone.
+  values = features + resized positional embedding, positions outside the region blocked):
+  FC-CLIP's own function for its RN50 backbone (streamseg.model.backbone), also used here for
+  the whole image (all positions open), so training and FC-CLIP share one path.
 The text tower is a small transformer with the standard CLIP tokenizer and context 77, so
 FC-CLIP's text path (14 templates, 77 tokens) runs unchanged.
 """
@@ -95,8 +96,10 @@ def embed_dense(model: torch.nn.Module, dense: Tensor) -> Tensor:
     if is_resnet(model):
         # The masked pool with an all-ones mask is open_clip's attention pool, with the
         # positional embedding resized to the feature map (training below model size).
+        from streamseg.model.backbone import masked_attention_pool
+
         ones = torch.ones_like(dense[:, :1])
-        return _masked_attention_pool(visual.attnpool, dense, ones)[:, 0]
+        return masked_attention_pool(visual.attnpool, dense, ones)[:, 0]
     return visual.head(visual.trunk.forward_head(dense))
 
 
@@ -127,38 +130,9 @@ def embed_regions(model: torch.nn.Module, dense: Tensor, weights: Tensor) -> Ten
         flat = pooled.reshape(batch * regions, -1, 1, 1)
         out = model.visual.head(model.visual.trunk.head(flat))
         return out.reshape(batch, regions, -1)
-    return _masked_attention_pool(model.visual.attnpool, dense, weights)
+    # FC-CLIP's own masked attention pool (streamseg.model.backbone), so the CLIP is trained
+    # through exactly the path FC-CLIP uses; a cell is open when more than a quarter of it is
+    # inside the region (FC-CLIP opens cells where the resized mask logit is > 0).
+    from streamseg.model.backbone import masked_attention_pool
 
-
-def _masked_attention_pool(pool: torch.nn.Module, dense: Tensor, weights: Tensor) -> Tensor:
-    """open_clip AttentionPool2d with one query per region and blocked outside positions."""
-    batch, channels, height, width = dense.shape
-    regions = weights.shape[1]
-    positional = pool.positional_embedding  # (1 + S*S, C)
-    spatial = positional[1:]
-    side = int(round(spatial.shape[0] ** 0.5))
-    if (side, side) != (height, width):
-        grid = spatial.reshape(1, side, side, channels).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(height, width), mode="bicubic", align_corners=False)
-        spatial = grid.permute(0, 2, 3, 1).reshape(height * width, channels)
-    tokens = dense.flatten(2).permute(0, 2, 1)  # (B, HW, C)
-    keys = tokens + spatial[None]
-    query = tokens.mean(dim=1, keepdim=True) + positional[:1][None]  # (B, 1, C)
-    # Keys: [query token, positions]; the mean token always stays visible so that a region
-    # with no positions above zero still has a defined output.
-    keys = torch.cat([query, keys], dim=1)  # (B, 1 + HW, C)
-    blocked = weights.flatten(2) <= 0  # (B, R, HW)
-    blocked = torch.cat([torch.zeros_like(blocked[..., :1]), blocked], dim=-1)
-    heads = pool.num_heads
-    q = F.linear(query, pool.q_proj.weight, pool.q_proj.bias)  # (B, 1, C)
-    k = F.linear(keys, pool.k_proj.weight, pool.k_proj.bias)
-    v = F.linear(keys, pool.v_proj.weight, pool.v_proj.bias)
-    head_dim = channels // heads
-    q = q.reshape(batch, 1, heads, head_dim).transpose(1, 2).expand(-1, -1, regions, -1)
-    k = k.reshape(batch, -1, heads, head_dim).transpose(1, 2)
-    v = v.reshape(batch, -1, heads, head_dim).transpose(1, 2)
-    mask = torch.zeros(blocked.shape, dtype=dense.dtype, device=dense.device)
-    mask = mask.masked_fill(blocked, float("-inf"))[:, None]  # (B, 1, R, 1+HW)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, R, hd)
-    out = out.transpose(1, 2).reshape(batch, regions, channels)
-    return pool.c_proj(out)
+    return masked_attention_pool(model.visual.attnpool, dense, weights - 0.25)
