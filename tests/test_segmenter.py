@@ -111,6 +111,10 @@ def test_input_size_is_detectron2_resize_shortest_edge(seg) -> None:
     assert resize_shortest_edge(1080, 1920, 800, 1333) == (750, 1333)
     assert resize_shortest_edge(750, 1333, 800, 1333) == (750, 1333)  # idempotent here
     assert resize_shortest_edge(123, 45, 0, 1333) == (123, 45)
+    # Idempotent: frames decoded at the model size are not resized again.
+    for h, w in [(480, 640), (720, 1280), (1080, 1920), (2160, 3840), (1920, 1080), (333, 777)]:
+        size = resize_shortest_edge(h, w, 800, 1333)
+        assert resize_shortest_edge(*size, 800, 1333) == size
 
 
 def test_resize_off(seg) -> None:
