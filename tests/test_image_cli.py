@@ -183,24 +183,27 @@ def tiny_run(tmp_path_factory):
     image.save(folder / "sample.png")
     image.resize((128, 96)).save(folder / "small.jpg")
     out = tmp_path_factory.mktemp("out")
-    code = main(
-        [
-            "image",
-            str(folder / "*"),
-            "--vocab",
-            "red hexagon|red polygon,pink square,water,grass,snow",
-            "--stuff",
-            "water,grass,snow",
-            "--out",
-            str(out),
-            "--model",
-            "tiny-convnext",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-        ]
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        # The text-classifier cache goes to a temporary folder, not the user's home.
+        patch.setenv("STREAMSEG_CACHE", str(tmp_path_factory.mktemp("cache")))
+        code = main(
+            [
+                "image",
+                str(folder / "*"),
+                "--vocab",
+                "red hexagon|red polygon,pink square,water,grass,snow",
+                "--stuff",
+                "water,grass,snow",
+                "--out",
+                str(out),
+                "--model",
+                "tiny-convnext",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+            ]
+        )
     return code, folder, out
 
 
@@ -238,3 +241,27 @@ def test_end_to_end_tiny_model(tiny_run) -> None:
             assert segment["isthing"] == (segment["category_id"] <= 2)
         overlay = np.asarray(Image.open(out / "overlay" / annotation["file_name"]))
         assert overlay.shape == (*ids.shape, 3)
+
+
+def test_registry_model_not_downloaded(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("STREAMSEG_CACHE", str(tmp_path))
+    code = main(
+        [
+            "image",
+            str(SAMPLE),
+            "--vocab",
+            "cat",
+            "--out",
+            str(tmp_path / "o"),
+            "--model",
+            "fcclip-convnext-large-coco",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (
+        "fcclip-convnext-large-coco: weights not downloaded; run `streamseg weights fetch " in err
+    )
+    assert str(tmp_path / "weights" / "fcclip_cocopan.pth") in err

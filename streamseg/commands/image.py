@@ -65,6 +65,19 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
+def _check_readable(path: Path) -> None:
+    """Open the image header (cheap): a non-image fails before the model loads."""
+    from PIL import Image, UnidentifiedImageError
+
+    from streamseg.errors import UserError
+
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018 - reading the header is the check
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise UserError(f"{path}: not a readable image ({error})") from None
+
+
 def _read(path: Path):  # noqa: ANN202 - numpy array
     from streamseg.errors import UserError
     from streamseg.video.sources import read_image
@@ -168,10 +181,9 @@ def run(args: argparse.Namespace) -> int:
         category_ids = [index + 1 for index in range(len(vocabulary))]
         categories = vocabulary_categories(vocabulary)
         dataset_images = None
-    # Read every image first: a bad file fails before the model loads or anything is written.
-    sizes = {}
+    # Check every image first: a non-image fails before the model loads or anything is written.
     for path in paths:
-        sizes[path] = _read(path).shape[:2]
+        _check_readable(path)
     segmenter = load_segmenter(args.model, args.clip_weights, args.device)
     segmenter.set_vocabulary(vocabulary)
 
