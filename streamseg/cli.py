@@ -21,6 +21,8 @@ COMMANDS: tuple[str, ...] = (
     "synth",
     "clip",
     "train",
+    "run",
+    "info",
 )
 
 

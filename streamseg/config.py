@@ -70,6 +70,7 @@ class StoreSettings:
     label_scale: float = 1.0  # labels stored at this fraction of the upright source size
     compression_level: int = 3  # zstd level of the label chunks
     table_chunk: int = 4096  # rows per chunk of the 1-D table columns
+    commit_frames: int = 16  # frames between commits (rounded up to whole batches)
 
 
 @dataclass(frozen=True)

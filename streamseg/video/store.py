@@ -142,6 +142,8 @@ class LabelStore:
         self._group = group
         self.progress = progress
         self.done = done
+        # Rows appended so far (frames, segments): committed ones plus pending ones.
+        self._written = (progress.frames, progress.segments)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -265,22 +267,25 @@ class LabelStore:
         segments: Mapping[str, np.ndarray],
         tracker_state: str | None = None,
         extra: dict[str, Any] | None = None,
+        commit: bool = True,
     ) -> None:
-        """Append whole frames and commit them.
+        """Append whole frames, and (by default) commit everything appended so far.
 
         Args:
             labels: (n, H, W) int32 track ids of n frames.
             frames: FRAME_COLUMNS except segment_start / segment_count, each (n,).
             segments: SEGMENT_COLUMNS, each (m,), `frame` relative to this block (0..n-1).
-            tracker_state: tracker JSON after the last frame of the block.
+            tracker_state: tracker JSON after the last frame of the block (with `commit`).
             extra: small JSON-able facts kept in the commit record (e.g. decode counters).
+            commit: write the progress record now; otherwise the frames stay invisible (and
+                are dropped by a resume) until a later `commit`.
         """
         n = int(labels.shape[0])
-        t0, s0 = self.progress.frames, self.progress.segments
+        t0, s0 = self._written
         local = np.asarray(segments["frame"], np.int64)
         m = int(local.shape[0])
         counts = np.bincount(local, minlength=n).astype(np.int32) if m else np.zeros(n, np.int32)
-        starts = s0 + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        starts = (s0 + np.cumsum(counts) - counts).astype(np.int64)
         frame_rows = {**frames, "segment_start": starts, "segment_count": counts}
         _append(self._group["labels"], t0, np.asarray(labels, np.int32))
         for name, dtype in FRAME_COLUMNS.items():
@@ -288,14 +293,23 @@ class LabelStore:
         segment_rows = {**segments, "frame": local + t0}
         for name, dtype in SEGMENT_COLUMNS.items():
             _append(self._group["segments"][name], s0, np.asarray(segment_rows[name], dtype))
+        self._written = (t0 + n, s0 + m)
+        if commit:
+            self.commit(tracker_state, extra)
+
+    def commit(self, tracker_state: str | None = None, extra: dict[str, Any] | None = None) -> None:
+        """Make every appended frame visible and resumable (atomic progress record)."""
+        frames, segments = self._written
         self.progress = Progress(
-            frames=t0 + n, segments=s0 + m, tracker=tracker_state, extra=extra or {}
+            frames=frames, segments=segments, tracker=tracker_state, extra=extra or {}
         )
         _atomic_write(self.path / PROGRESS_FILE, self.progress.to_json())
 
     def finish(self, **attrs: Any) -> None:
-        """Trim the arrays to the committed counts, write the tracks table, mark done."""
+        """Trim the arrays to the committed counts, write the tracks table, mark done
+        (commit first: uncommitted frames are dropped)."""
         self._truncate()
+        self._written = (self.progress.frames, self.progress.segments)
         reader = StoreReader(self.path)
         tracks = summarize_tracks(reader.segments)
         group = self._group["tracks"]

@@ -1,0 +1,161 @@
+"""`streamseg run VIDEO --vocab ... --out STORE`: segment and track a video into a Zarr store."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import warnings
+from typing import Any
+
+HELP = "segment and track a video into a Zarr label store (and an optional overlay mp4)"
+
+# Test hook: "module:function" building the segmenter instead of --model (the kill-and-resume
+# test runs a deterministic fake model in a subprocess through it).
+FACTORY_ENV = "STREAMSEG_SEGMENTER_FACTORY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="video file, folder of frames, or glob ('clip/*.jpg')")
+    parser.add_argument("--out", help="output store (default: SOURCE with .zarr)")
+    parser.add_argument("--pipeline", help="pipeline preset: TOML file or name in pipelines/")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="model name, weights folder or official .pth")
+    model.add_argument("--clip-weights", help="open_clip weights for a checkpoint without CLIP")
+    model.add_argument("--vocab", help="classes: 'person|people,car,red panda' or a dataset name")
+    model.add_argument("--stuff", help="comma-separated names of --vocab classes that are stuff")
+    model.add_argument("--vocab-file", help="class-name file (id:name,synonym or one per line)")
+    model.add_argument("--batch-size", type=int, help="frames per forward pass")
+    model.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    model.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    model.add_argument("--score-threshold", type=float, help="drop segments scoring below")
+    model.add_argument("--min-area", type=int, help="drop segments smaller (label pixels)")
+    model.add_argument("--keep", help="comma-separated class names to keep (default all)")
+    decode = parser.add_argument_group("frames")
+    decode.add_argument("--stride", type=int, help="segment every K-th frame")
+    decode.add_argument("--start", type=float, help="seconds from the first frame")
+    decode.add_argument("--end", type=float, help="stop at this second (from the first frame)")
+    decode.add_argument("--max-frames", type=int, help="stop after this many frames")
+    decode.add_argument("--stream", type=int, help="video stream number (default: the default)")
+    store = parser.add_argument_group("output")
+    store.add_argument("--label-scale", type=float, help="store labels at this fraction of size")
+    store.add_argument("--overlay", help="also write an overlay mp4 here")
+    store.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    out = parser.add_argument_group("reporting")
+    out.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The `RunConfig` of a preset (or the defaults) with the command-line flags applied."""
+    from streamseg.config import RunConfig, load_run_config
+
+    config = load_run_config(args.pipeline) if args.pipeline else RunConfig()
+    keep = None
+    if args.keep:
+        keep = tuple(name.strip() for name in args.keep.split(",") if name.strip())
+    return config.with_overrides(
+        model={
+            "name": args.model,
+            "clip_weights": args.clip_weights,
+            "device": args.device,
+            "precision": args.precision,
+            "batch_size": args.batch_size,
+            "vocab": args.vocab,
+            "stuff": args.stuff,
+            "vocab_file": args.vocab_file,
+            "score_threshold": args.score_threshold,
+            "min_area": args.min_area,
+            "keep": keep,
+        },
+        decode={
+            "stride": args.stride,
+            "start": args.start,
+            "end": args.end,
+            "max_frames": args.max_frames,
+            "stream": args.stream,
+        },
+        store={"label_scale": args.label_scale},
+        render={"overlay": args.overlay},
+    )
+
+
+def _factory_segmenter() -> Any:
+    spec = os.environ.get(FACTORY_ENV)
+    if not spec:
+        return None
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module), function)()
+
+
+class _Bar:
+    """tqdm bar fed by the pipeline's callbacks (frames committed)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+
+    def total(self, expected: int | None, done: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=expected, initial=done, unit="frame", dynamic_ncols=True)
+
+    def update(self, frames: int) -> None:
+        if self.bar is not None:
+            self.bar.update(frames - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streamseg.errors import UserError
+    from streamseg.video.pipeline import default_store_path, run_video
+
+    config = build_config(args)
+    source = args.source
+    if not Path(source).exists() and not any(ch in source for ch in "*?["):
+        raise UserError(f"{source}: no such file or folder")
+    out = Path(args.out) if args.out else default_store_path(source)
+    bar = _Bar(enabled=not (args.quiet or args.json) and sys.stderr.isatty())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            summary = run_video(
+                source,
+                out,
+                config=config,
+                segmenter=_factory_segmenter(),
+                overwrite=args.overwrite,
+                progress=bar.update,
+                total_callback=bar.total,
+            )
+        finally:
+            bar.close()
+    for warning in caught:
+        print(f"streamseg run: warning: {warning.message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+        return 0
+    height, width = summary.label_size
+    resumed = f", resumed at frame {summary.resumed_from}" if summary.resumed_from else ""
+    if summary.status == "already done":
+        print(f"{out}: already done ({summary.frames} frames); --overwrite to redo")
+        return 0
+    print(
+        f"{out}: {summary.frames} frames ({height}x{width} labels), {summary.segments} segments, "
+        f"{summary.tracks} tracks in {summary.seconds:.1f} s ({summary.fps:.1f} frames/s"
+        f"{resumed})"
+    )
+    if summary.corrupt_packets:
+        print(f"  {summary.corrupt_packets} corrupt packet(s) skipped (recorded in the store)")
+    if summary.overlay:
+        print(f"  overlay: {summary.overlay}")
+    return 0
