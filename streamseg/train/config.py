@@ -59,7 +59,9 @@ class TrainConfig:
     clip_weights: str = ""  # open_clip weights for the frozen CLIP ("" = random, tests only)
     clip_config: str = ""  # open_clip model-config JSON file replacing the preset's one
     model_overrides: dict[str, Any] = field(default_factory=dict)  # FCCLIPConfig fields to set
-    vocabulary: str = ""  # class names: "" = the dataset's category names; or a vocab file
+    # Class names (with synonyms) in the dataset's category order: "" = the dataset's category
+    # names; a vocabulary file; or a built-in name such as "coco" (the official class file).
+    vocabulary: str = ""
     data: DataConfig = DataConfig()
     augment: JitterConfig = JitterConfig()
     loss: LossConfig = LossConfig()
@@ -69,6 +71,7 @@ class TrainConfig:
     threads: int = 0  # torch threads per rank (0 = torch's default)
     log_every: int = 20  # steps between metric lines
     eval_every: int = 5000  # steps between PQ evaluations (0 = only at the end)
+    eval_at_start: bool = False  # also evaluate before the first step (a baseline)
     checkpoint_every: int = 1000  # steps between resumable checkpoints
 
 

@@ -315,9 +315,13 @@ def train(
     model.to(device)
     class_names = train_set.class_names
     if config.vocabulary:
-        from streamseg.model.vocab import load_vocab_file
+        from streamseg.model.vocab import load_vocab_file, parse_vocab
 
-        vocabulary_file = load_vocab_file(config.vocabulary)
+        vocabulary_file = (
+            load_vocab_file(config.vocabulary)
+            if Path(config.vocabulary).is_file()
+            else parse_vocab(config.vocabulary)
+        )
         if len(vocabulary_file) != len(class_names):
             raise UserError(
                 f"{config.vocabulary}: {len(vocabulary_file)} classes, the dataset has "
@@ -427,6 +431,8 @@ def train(
             position += len(batch)
             return batch
 
+    if config.eval_at_start and step == 0:
+        eval_result = run_eval()
     while step < o.steps:
         if stop_after is not None and step >= stop_after:
             break
