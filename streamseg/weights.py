@@ -289,3 +289,47 @@ def find_weights(
         return None
     path = cached_path(registry[name], cache)
     return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """What `Segmenter.from_pretrained` needs for a model the user named."""
+
+    name_or_path: str
+    config: str | None  # preset name for an official checkpoint, else None
+    clip_weights: str | None
+
+
+def resolve_model(
+    name: str, clip_weights: str | None = None, cache: str | Path | None = None
+) -> ResolvedModel:
+    """Turn a registry name of an FC-CLIP checkpoint into its cached files and preset.
+
+    Other names (presets, embedded models, folders, files) pass through unchanged, so every
+    front end (image, video, app) accepts the same `--model` values.
+
+    Raises:
+        UserError: a registry checkpoint (or its CLIP weights) that is not downloaded yet,
+            saying which fetch command to run or where to put the file.
+    """
+    if Path(name).exists():
+        return ResolvedModel(name, None, clip_weights)
+    registry = load_registry()
+    entry = registry.get(name)
+    if entry is None or entry.kind != "fcclip":
+        return ResolvedModel(name, None, clip_weights)
+    path = cached_path(entry, cache)
+    if not path.is_file():
+        raise UserError(
+            f"{name}: weights not downloaded; run `streamseg weights fetch {name}` "
+            f"or put the file at {path}"
+        )
+    if clip_weights is None and entry.clip_weights:
+        clip_path = cached_path(registry[entry.clip_weights], cache)
+        if not clip_path.is_file():
+            raise UserError(
+                f"{entry.clip_weights}: CLIP weights not downloaded; run `streamseg weights "
+                f"fetch {entry.clip_weights}` or put the file at {clip_path}"
+            )
+        clip_weights = str(clip_path)
+    return ResolvedModel(str(path), entry.preset, clip_weights)

@@ -247,3 +247,24 @@ def test_bad_registry_files(tmp_path, text: str, message: str) -> None:
 def test_unknown_name(capsys) -> None:
     assert main(["weights", "fetch", "no-such-weights"]) == 2
     assert "no-such-weights: unknown weights (known: " in capsys.readouterr().err
+
+
+def test_resolve_model_uses_cached_registry_files(monkeypatch, tmp_path) -> None:
+    from streamseg.weights import resolve_model
+
+    monkeypatch.setenv("STREAMSEG_CACHE", str(tmp_path))
+    with pytest.raises(UserError, match="fetch fcclip-r50-coco` or put the file at"):
+        resolve_model("fcclip-r50-coco")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "fcclip_cocopan_r50.pth").write_bytes(b"x")
+    with pytest.raises(UserError, match="clip-rn50-openai: CLIP weights not downloaded"):
+        resolve_model("fcclip-r50-coco")
+    (tmp_path / "weights" / "RN50.openai.safetensors").write_bytes(b"x")
+    resolved = resolve_model("fcclip-r50-coco")
+    assert resolved.name_or_path == str(tmp_path / "weights" / "fcclip_cocopan_r50.pth")
+    assert resolved.config == "fcclip-r50"
+    assert resolved.clip_weights == str(tmp_path / "weights" / "RN50.openai.safetensors")
+    # An explicit CLIP file wins; other names pass through unchanged.
+    assert resolve_model("fcclip-r50-coco", "my.bin").clip_weights == "my.bin"
+    assert resolve_model("tiny-convnext").name_or_path == "tiny-convnext"
+    assert resolve_model("tiny-convnext").config is None

@@ -103,32 +103,12 @@ def load_segmenter(model: str | None, clip_weights: str | None, device: str) -> 
     """A `Segmenter` from a model name/path or a fetched registry entry (official weights)."""
     import warnings
 
-    from streamseg.errors import UserError
     from streamseg.model.config import PRESETS
     from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
-    from streamseg.weights import cached_path, load_registry
+    from streamseg.weights import resolve_model
 
     name = model or DEFAULT_MODEL
-    config = None
-    if not Path(name).exists():
-        registry = load_registry()
-        entry = registry.get(name)
-        if entry is not None and entry.kind == "fcclip":
-            path = cached_path(entry)
-            if not path.is_file():
-                raise UserError(
-                    f"{name}: weights not downloaded; run `streamseg weights fetch {name}` "
-                    f"or put the file at {path}"
-                )
-            if clip_weights is None and entry.clip_weights:
-                clip_path = cached_path(registry[entry.clip_weights])
-                if not clip_path.is_file():
-                    raise UserError(
-                        f"{entry.clip_weights}: CLIP weights not downloaded; run `streamseg "
-                        f"weights fetch {entry.clip_weights}` or put the file at {clip_path}"
-                    )
-                clip_weights = str(clip_path)
-            name, config = str(path), entry.preset
+    resolved = resolve_model(name, clip_weights)
     if name in PRESETS:
         print(
             f"streamseg image: note: {name} has random weights (no trained model given): "
@@ -138,7 +118,10 @@ def load_segmenter(model: str | None, clip_weights: str | None, device: str) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the random-weights note is printed above
         return Segmenter.from_pretrained(
-            name, config=config, clip_weights=clip_weights, device=device
+            resolved.name_or_path,
+            config=resolved.config,
+            clip_weights=resolved.clip_weights,
+            device=device,
         )
 
 
