@@ -88,9 +88,12 @@ def test_tensor_input_and_output_size(seg) -> None:
     batch = frames([(64, 96), (64, 96)], seed=1)
     from_list = seg.segment(batch, output_size=(32, 48))
     from_tensor = seg.segment(torch.from_numpy(np.stack(batch)), output_size=(32, 48))
-    for a, b in zip(from_list, from_tensor, strict=True):
+    # Views with negative strides (BGR -> RGB flips) are accepted as they are.
+    from_views = seg.segment([f[..., ::-1].copy()[..., ::-1] for f in batch], output_size=(32, 48))
+    for a, b, c in zip(from_list, from_tensor, from_views, strict=True):
         check_consistent(a, (32, 48))
         np.testing.assert_array_equal(a.panoptic, b.panoptic)
+        np.testing.assert_array_equal(a.panoptic, c.panoptic)
 
 
 def test_segment_raw(seg) -> None:

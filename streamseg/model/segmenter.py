@@ -328,7 +328,8 @@ class Segmenter:
             from PIL import Image
 
             frame = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
-        image = torch.tensor(frame, device=self.device).permute(2, 0, 1)  # copies
+        # A copy: the caller's array may be read-only or a view with negative strides.
+        image = torch.tensor(np.ascontiguousarray(frame), device=self.device).permute(2, 0, 1)
         return self.model.normalize(image[None])[0]
 
     def _groups(self, frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
@@ -341,7 +342,7 @@ class Segmenter:
             groups.setdefault(padded, []).append(i)
         return groups
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _run(self, frames: list[np.ndarray]) -> list[dict[str, Any]]:
         if self._text is None:
             raise RuntimeError("call set_vocabulary(...) before segmenting")
