@@ -39,6 +39,8 @@ from streamseg.errors import UserError
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
+    from streamseg.config import RunConfig
+
 # File name endings walked for in folders and kept from glob matches (lower case). A file
 # named explicitly on the command line is taken whatever its ending.
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -337,29 +339,24 @@ class RunSpec:
     """How every video of a batch is segmented: what a worker needs besides the video.
 
     Attributes:
-        model: model name or path for `Segmenter.from_pretrained`.
-        device: "auto", "cpu", "cuda", "cuda:N" or "mps" (on each worker).
-        clip_weights: open_clip weights file for checkpoints without the CLIP.
-        run_options: keyword arguments of `run_video` (vocabulary, pipeline settings), as
-            sorted (name, value) pairs so that the spec is hashable and has a stable repr.
-        segmenter_factory: builds the segmenter instead of `model` (Python API and tests);
-            it must be picklable (a module-level function or class).
+        config: the pipeline settings of `run_video` (model, vocabulary, decode range,
+            tracker, store), the same for every video of the batch.
+        segmenter_factory: builds the segmenter instead of `config.model` (Python API and
+            tests); must be picklable (a module-level function or class).
     """
 
-    model: str
-    device: str = "auto"
-    clip_weights: str | None = None
-    run_options: tuple[tuple[str, Any], ...] = ()
+    config: RunConfig = field(default_factory=lambda: _default_config())
     segmenter_factory: Callable[[], Any] | None = None
-
-    @staticmethod
-    def options(**run_options: Any) -> tuple[tuple[str, Any], ...]:
-        """`run_options` from keyword arguments."""
-        return tuple(sorted(run_options.items()))
 
     def fingerprint(self) -> str:
         """8 hex digits identifying these settings (part of task keys)."""
         return _short_hash(repr(self))
+
+
+def _default_config() -> RunConfig:
+    from streamseg.config import RunConfig
+
+    return RunConfig()
 
 
 # Per worker process: the segmenters built so far (one model per worker, kept across tasks),
@@ -377,11 +374,14 @@ def model_loads() -> int:
 def cached_segmenter(spec: RunSpec) -> Any:
     """The segmenter of `spec`, built once per process and then reused by every task.
 
-    Only the most recent model is kept: a worker serves one batch's settings at a time, and
-    two large models would not fit on one GPU.
+    Keyed by what builds the model (name, CLIP weights, device; or the factory). Only the
+    latest model is kept: a worker serves one batch's settings at a time, and two large
+    models would not fit on one GPU. The vocabulary is set by `run_video` per task (its text
+    classifier is cached in the segmenter and on disk).
     """
     global _MODEL_LOADS
-    key = (spec.model, spec.device, spec.clip_weights, spec.segmenter_factory)
+    model = spec.config.model
+    key = (model.name, model.clip_weights, model.device, spec.segmenter_factory)
     with _SEGMENTER_LOCK:
         segmenter = _SEGMENTERS.get(key)
         if segmenter is None:
@@ -389,10 +389,12 @@ def cached_segmenter(spec: RunSpec) -> Any:
             if spec.segmenter_factory is not None:
                 segmenter = spec.segmenter_factory()
             else:
-                from streamseg.model.segmenter import Segmenter
+                from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
 
                 segmenter = Segmenter.from_pretrained(
-                    spec.model, clip_weights=spec.clip_weights, device=spec.device
+                    model.name or DEFAULT_MODEL,
+                    clip_weights=model.clip_weights,
+                    device=model.device,
                 )
             _SEGMENTERS[key] = segmenter
             _MODEL_LOADS += 1
@@ -437,17 +439,22 @@ def process_video(
     spec: RunSpec,
     start: float | None = None,
     end: float | None = None,
+    final: str | None = None,
 ) -> dict[str, Any]:
     """One task: segment `source` (or its time range) into the store `output` by `run_video`.
 
     A finished store is left alone ("skipped"); an unfinished one is resumed by `run_video`
     from its progress record, so a retry after a crash repeats at most one block of frames.
+    A time shard names its video's final store as `final`: once that is stitched the shard
+    is not needed any more (Dask may rerun a shard whose result was lost with a worker).
 
     Returns:
         {"status": "done" | "skipped", "frames": int, "seconds": float}
     """
     began = time.monotonic()
     frames = store_frames_if_done(output)
+    if frames is None and final is not None and store_frames_if_done(final) is not None:
+        frames = 0
     if frames is not None:
         return {"status": "skipped", "frames": frames, "seconds": 0.0}
     from streamseg.video.pipeline import run_video
@@ -456,11 +463,11 @@ def process_video(
     summary = run_video(
         source,
         output,
+        config=spec.config,
         segmenter=segmenter,
         start=start,
         end=end,
         progress=_progress_reporter(output),
-        **dict(spec.run_options),
     )
     return {
         "status": "done",
@@ -485,18 +492,37 @@ def plan_video(
 
 
 def stitch_video(
-    shard_outputs: list[str], output: str, shard_results: list[dict[str, Any]], iou_threshold: float
+    shard_outputs: list[str],
+    output: str,
+    shard_results: list[dict[str, Any]],
+    spec: RunSpec,
+    iou_threshold: float,
 ) -> dict[str, Any]:
     """One task: stitch finished shard stores into the final store (streamseg.shard).
 
     `shard_results` are the shard tasks' results: passing them makes Dask run this task after
-    every shard, and their seconds add up to the video's.
+    every shard, and their seconds add up to the video's. The shard stores are deleted once
+    the final store is in place.
     """
+    import shutil
+
     from streamseg.shard import stitch_stores
 
     frames = store_frames_if_done(output)
     if frames is None:
-        frames = stitch_stores(shard_outputs, output, iou_threshold=iou_threshold)
+        decode = spec.config.decode
+        frames = stitch_stores(
+            shard_outputs,
+            output,
+            iou_threshold=iou_threshold,
+            start=decode.start,
+            end=decode.end,
+        )
+    for path in shard_outputs:
+        shutil.rmtree(path, ignore_errors=True)
+    folder = Path(shard_outputs[0]).parent
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
     return {
         "status": "done",
         "frames": int(frames),
@@ -573,8 +599,6 @@ def run_batch(
     shard_seconds: float | None = None,
     overlap_frames: int = 4,
     iou_threshold: float = 0.5,
-    start: float | None = None,
-    end: float | None = None,
     progress: bool = True,
 ) -> list[BatchRecord]:
     """Segment every video on the cluster of `client`; write and return the manifest.
@@ -583,7 +607,8 @@ def run_batch(
     1.5 shards when `shard_seconds` is set), each with an explicit key, `retries` retries of
     exceptions, and `resources` (e.g. {"GPU": 1}: only workers offering it run the task).
     Results are collected as they finish; the manifest is rewritten (atomically) as they come
-    in, so an interrupted batch keeps what it did.
+    in, so an interrupted batch keeps what it did. Sharding needs every frame of the time
+    range, so it is not used with a decode stride > 1 or a frame limit.
 
     Returns:
         This batch's records, in the order of `videos`.
@@ -596,6 +621,10 @@ def run_batch(
     old_records = read_manifest(manifest_path)
     outputs = assign_outputs(videos, out, {r.input: r.output for r in old_records})
     fingerprint = spec.fingerprint()
+    decode = spec.config.decode
+    if shard_seconds is not None and (decode.stride != 1 or decode.max_frames is not None):
+        print("streamseg batch: no time shards with --stride or --max-frames", file=sys.stderr)
+        shard_seconds = None
     records: dict[int, BatchRecord] = {}
     pending: dict[Any, tuple[int, str]] = {}
     bar = _Progress(enabled=progress, total=len(videos))
@@ -619,9 +648,7 @@ def run_batch(
             source,
             str(output),
             spec,
-            start,
-            end,
-            key=_task_key("run", output, source, fingerprint, start, end, *key_parts),
+            key=_task_key("run", output, source, fingerprint, *key_parts),
             retries=retries,
             resources=resources,
         )
@@ -641,6 +668,7 @@ def run_batch(
                     spec,
                     shard.start,
                     shard.end,
+                    str(output),
                     key=_task_key("shard", shard_output, source, fingerprint, shard),
                     retries=retries,
                     resources=resources,
@@ -651,6 +679,7 @@ def run_batch(
             shard_outputs,
             str(output),
             shard_futures,
+            spec,
             iou_threshold,
             key=_task_key("stitch", output, source, fingerprint, tuple(shards)),
             retries=retries,
@@ -681,10 +710,10 @@ def run_batch(
                     source,
                     shard_seconds,
                     overlap_frames,
-                    start,
-                    end,
+                    decode.start,
+                    decode.end,
                     key=_task_key(
-                        "plan", output, source, shard_seconds, overlap_frames, start, end
+                        "plan", output, source, shard_seconds, overlap_frames, fingerprint
                     ),
                     retries=retries,
                 )

@@ -1,0 +1,180 @@
+"""`streamseg batch INPUTS... --out DIR`: segment a video archive on Dask (docs/BATCH.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from streamseg.errors import UserError
+
+HELP = "segment many videos on a Dask cluster (local processes or an existing scheduler)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="video files, folders (walked for video files) or glob patterns",
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="DIR", help="folder of the stores and manifest.json"
+    )
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run on this existing Dask scheduler (default: a local cluster on 127.0.0.1)",
+    )
+    cluster.add_argument(
+        "--workers", type=int, metavar="N", help="local worker processes (default: cores)"
+    )
+    cluster.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=1,
+        metavar="T",
+        help="tasks at once per local worker, sharing its model (default 1)",
+    )
+    cluster.add_argument(
+        "--resources",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="resources each task needs, e.g. GPU=1 (repeat or comma-separate); local "
+        "workers offer them too",
+    )
+    cluster.add_argument(
+        "--retries", type=int, default=2, metavar="K", help="retries of a failing task (2)"
+    )
+    cluster.add_argument(
+        "--no-dashboard", action="store_true", help="do not serve the local Dask dashboard"
+    )
+    shards = parser.add_argument_group("long videos")
+    shards.add_argument(
+        "--shard-seconds",
+        type=float,
+        metavar="S",
+        help="split videos longer than 1.5 S into time shards of S seconds run in parallel",
+    )
+    shards.add_argument(
+        "--overlap-frames",
+        type=int,
+        default=4,
+        metavar="F",
+        help="frames two neighbouring shards share, for stitching tracks (default 4)",
+    )
+    shards.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=0.5,
+        metavar="X",
+        help="lowest mask IoU over the overlap that links tracks across shards (0.5)",
+    )
+    _add_run_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings flags of `streamseg run` (same names and meaning; one setting for the
+    whole batch), read by `streamseg.commands.run.build_config`."""
+    parser.add_argument("--pipeline", help="pipeline preset: TOML file or name in pipelines/")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", help="model name, weights folder or official .pth")
+    model.add_argument("--clip-weights", help="open_clip weights for a checkpoint without CLIP")
+    model.add_argument("--vocab", help="classes: 'person|people,car,red panda' or a dataset name")
+    model.add_argument("--stuff", help="comma-separated names of --vocab classes that are stuff")
+    model.add_argument("--vocab-file", help="class-name file (id:name,synonym or one per line)")
+    model.add_argument("--batch-size", type=int, help="frames per forward pass")
+    model.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (on every worker)")
+    model.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    model.add_argument("--score-threshold", type=float, help="drop segments scoring below")
+    model.add_argument("--min-area", type=int, help="drop segments smaller (label pixels)")
+    model.add_argument("--keep", help="comma-separated class names to keep (default all)")
+    decode = parser.add_argument_group("frames")
+    decode.add_argument("--stride", type=int, help="segment every K-th frame")
+    decode.add_argument("--start", type=float, help="seconds from the first frame")
+    decode.add_argument("--end", type=float, help="stop at this second (from the first frame)")
+    decode.add_argument("--max-frames", type=int, help="stop after this many frames")
+    decode.add_argument("--stream", type=int, help="video stream number (default: the default)")
+    parser.add_argument(
+        "--label-scale", type=float, help="store labels at this fraction of the source size"
+    )
+
+
+def parse_resources(items: list[str]) -> dict[str, float]:
+    """`["GPU=1", "MEM=2,X=1"]` -> {"GPU": 1.0, "MEM": 2.0, "X": 1.0}."""
+    resources: dict[str, float] = {}
+    for item in items:
+        for part in item.replace(" ", ",").split(","):
+            if not part:
+                continue
+            name, sep, value = part.partition("=")
+            try:
+                amount = float(value)
+            except ValueError:
+                amount = -1.0
+            if not sep or not name or amount <= 0:
+                raise UserError(f"--resources: expected NAME=N with N > 0, got {part!r}")
+            resources[name] = amount
+    return resources
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streamseg.batch import RunSpec, expand_inputs, open_client, run_batch
+    from streamseg.commands.run import build_config
+
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers: must be at least 1, got {args.workers}")
+    if args.threads_per_worker < 1:
+        raise UserError(f"--threads-per-worker: must be at least 1, got {args.threads_per_worker}")
+    if args.retries < 0:
+        raise UserError(f"--retries: must be at least 0, got {args.retries}")
+    if args.shard_seconds is not None and args.shard_seconds <= 0:
+        raise UserError(f"--shard-seconds: must be > 0, got {args.shard_seconds}")
+    if args.overlap_frames < 1:
+        raise UserError(f"--overlap-frames: must be at least 1, got {args.overlap_frames}")
+    if not 0 < args.iou_threshold <= 1:
+        raise UserError(f"--iou-threshold: must be in (0, 1], got {args.iou_threshold}")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UserError('dask: not installed (pip install "streamseg[batch]")') from None
+    resources = parse_resources(args.resources)
+    videos = expand_inputs(args.inputs)
+    args.overlay = None  # overlays are per video: not a batch setting
+    config = build_config(args)
+    if config.render.overlay:
+        raise UserError(f"{args.pipeline}: [render] overlay is not supported by batch")
+    spec = RunSpec(config=config)
+    with open_client(
+        args.scheduler,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        resources=resources,
+        dashboard=not args.no_dashboard,
+    ) as client:
+        records = run_batch(
+            videos,
+            Path(args.out),
+            spec,
+            client,
+            retries=args.retries,
+            resources=resources or None,
+            shard_seconds=args.shard_seconds,
+            overlap_frames=args.overlap_frames,
+            iou_threshold=args.iou_threshold,
+            progress=not args.quiet,
+        )
+    counts = {s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")}
+    print(
+        f"streamseg batch: {counts['done']} done, {counts['skipped']} skipped, "
+        f"{counts['failed']} failed; manifest: {Path(args.out) / 'manifest.json'}",
+        file=sys.stderr,
+    )
+    for record in records:
+        if record.status == "failed":
+            print(f"  failed: {record.input}: {record.error}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
