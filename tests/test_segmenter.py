@@ -121,12 +121,10 @@ def test_input_size_is_detectron2_resize_shortest_edge(seg) -> None:
 
 
 def test_resize_off(seg) -> None:
-    plain = Segmenter(
-        model=seg.model,
-        config=replace(seg.config, test_short_edge=0),
-        device=torch.device("cpu"),
-        name="tiny",
-    )
+    plain = Segmenter(model=seg.model, config=seg.config, device=torch.device("cpu"), name="tiny")
+    plain.set_test_resize(96, 160)
+    assert plain.input_size(70, 90) == (96, 123)
+    plain.set_test_resize(0)
     use_random_text(plain)
     assert plain.input_size(70, 90) == (70, 90)
     raw = plain.segment_raw(frames([(70, 90)]))

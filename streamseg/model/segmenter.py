@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -314,6 +314,16 @@ class Segmenter:
         )
 
     # ----------------------------------------------------------------------------- inference
+    def set_test_resize(self, short_edge: int, max_size: int | None = None) -> None:
+        """Change the test-time resize: shortest edge to `short_edge` (0 = off, inputs used at
+        their own size), longest at most `max_size` (unchanged when None)."""
+        if short_edge < 0 or (max_size is not None and max_size <= 0):
+            raise UserError(f"test resize {short_edge}/{max_size}: sizes must be positive")
+        changes: dict[str, int] = {"test_short_edge": int(short_edge)}
+        if max_size is not None:
+            changes["test_max_size"] = int(max_size)
+        self.config = replace(self.config, **changes)
+
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Model input size of a (height, width) frame under the test-time resize."""
         return resize_shortest_edge(
