@@ -234,3 +234,28 @@ def test_nothing_kept_gives_empty_segmentation(seg) -> None:
     result = strict.segment(frames([(64, 64)]))[0]
     assert result.segments == [] and not result.panoptic.any()
     assert result.embeddings.shape == (0, 64)
+
+
+def test_segment_equals_official_order_reference(seg) -> None:
+    from streamseg.model.postprocess import class_logits_from_probs, panoptic_inference
+
+    batch = frames([(64, 96), (80, 64)], seed=3)
+    raw = seg.segment_raw(batch)
+    results = seg.segment(batch, output_size=(50, 70))
+    assert sum(len(r.segments) for r in results) > 0
+    for i, result in enumerate(results):
+        # Official: all queries upsampled to the padded size, cropped, resized, then inference.
+        h, w = raw["image_sizes"][i]
+        masks = F.interpolate(
+            raw["mask_logits"][i][None], size=raw["padded_sizes"][i], mode="bilinear"
+        )[:, :, :h, :w]
+        masks = F.interpolate(masks, size=(50, 70), mode="bilinear")[0]
+        mask_cls = class_logits_from_probs(raw["class_probs"][i])
+        panoptic, segments = panoptic_inference(
+            mask_cls, masks, torch.tensor([True, False, True, False]), 0.0, 0.8
+        )
+        np.testing.assert_array_equal(result.panoptic, panoptic.numpy())
+        assert [s.class_id for s in result.segments] == [s.class_id for s in segments]
+        for segment, reference in zip(result.segments, segments, strict=True):
+            want = F.normalize(raw["embeddings"][i][list(reference.queries)].mean(0), dim=-1)
+            np.testing.assert_allclose(result.embeddings[segment.id - 1], want.numpy(), atol=1e-6)
