@@ -95,3 +95,11 @@ def test_resnet_masked_attention_pool_single_position() -> None:
         want = attnpool.c_proj(attnpool.v_proj(key_value))  # softmax over one key = 1
     torch.testing.assert_close(out[0, 0], want, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(out).all()  # the empty mask attends everywhere instead of NaN
+
+
+def test_pixel_decoder_stays_float32_under_autocast(tiny) -> None:
+    features = tiny.backbone(torch.randn(1, 3, 64, 64))
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        mask_features, maps = tiny.sem_seg_head.pixel_decoder(features)
+    assert mask_features.dtype == torch.float32
+    assert all(m.dtype == torch.float32 for m in maps)

@@ -240,6 +240,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             mask_features (B, mask_dim, H/4, W/4) and the decoder's multi-scale maps
             [(B, conv_dim, H/32, W/32), (.., H/16, ..), (.., H/8, ..)].
         """
+        # Full precision even under AMP, as Mask2Former (autocast disabled for this module).
+        with torch.autocast(device_type=features["res2"].device.type, enabled=False):
+            return self._forward(features)
+
+    def _forward(self, features: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
         names = ["res5", "res4", "res3"]
         srcs = [proj(features[n].float()) for proj, n in zip(self.input_proj, names, strict=True)]
         batch = srcs[0].shape[0]
