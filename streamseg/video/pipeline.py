@@ -148,6 +148,23 @@ def _columns(rows: list[tuple]) -> dict[str, np.ndarray]:
     return {name: np.array(values) for name, values in zip(_SEGMENT_NAMES, columns, strict=True)}
 
 
+def _concatenate(
+    blocks: list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]],
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Join (labels, frame columns, segment columns) blocks; segment frames made relative to
+    the joined block."""
+    labels = np.concatenate([b[0] for b in blocks])
+    frames = {key: np.concatenate([b[1][key] for b in blocks]) for key in blocks[0][1]}
+    offsets = np.cumsum([0] + [b[0].shape[0] for b in blocks[:-1]])
+    segments = {}
+    for key in blocks[0][2]:
+        parts = [b[2][key] for b in blocks]
+        if key == "frame":
+            parts = [np.asarray(p, np.int64) + o for p, o in zip(parts, offsets, strict=True)]
+        segments[key] = np.concatenate(parts)
+    return labels, frames, segments
+
+
 def _batches(frames: Iterable[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for frame in frames:
@@ -264,20 +281,26 @@ class _Writer:
             raise self.error
 
     def _run(self) -> None:
+        # Batches are kept until their commit and written in one go: one zarr write per
+        # column per commit instead of per batch (zarr calls cost milliseconds each). Memory:
+        # at most `commit_frames` label maps.
+        pending: list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         try:
             while True:
                 item = self._queue.get()
                 if item is None:
                     return
                 labels, frames, segments, overlay_items, commit = item
-                self.store.write_block(labels, frames, segments, commit=False)
+                pending.append((labels, frames, segments))
                 if self.overlay is not None:
                     for image, frame_labels, names, pts, seconds in overlay_items:
                         self.overlay.write(image, frame_labels, names, pts=pts, time=seconds)
                 if commit is not None:
+                    self.store.write_block(*_concatenate(pending), commit=False)
+                    pending.clear()
                     self.store.commit(*commit)
-                if commit is not None and self._callback is not None:
-                    self._callback(self.store.committed_frames)
+                    if self._callback is not None:
+                        self._callback(self.store.committed_frames)
         except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
             self.error = error
             # keep draining so that the producer never blocks on a dead writer
