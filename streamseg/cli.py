@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "train",
     "run",
     "info",
+    "render",
     "batch",
 )
 
