@@ -17,7 +17,7 @@ from panoptic_fixture import write_dataset
 
 from streamseg.cli import main as cli_main
 from streamseg.errors import UserError
-from streamseg.train.config import OptimConfig, TrainConfig, load_train_config
+from streamseg.train.config import OptimConfig, TrainConfig, load_train_config, resolve_paths
 from streamseg.train.loop import CHECKPOINT, METRICS, MODEL_FOLDER, epoch_order, lr_factor, train
 from streamseg.train.pq import PQAccumulator
 
@@ -237,3 +237,29 @@ def test_pq_hand_computed():
     stats = PQAccumulator(2)
     stats.add(pred[2:], [1], gt[:0], [], ignore)
     assert stats.fp == [0, 0]
+
+
+def test_vocabulary_by_position_or_by_name(tmp_path):
+    from streamseg.train.data import PanopticDataset
+    from streamseg.train.loop import vocabulary_names
+
+    data = tmp_path / "data"
+    path = write_dataset(data, count=1)
+    kwargs = dict(json_path=path, image_root=data / "images", panoptic_root=data / "panoptic")
+    full = PanopticDataset(**kwargs)
+    # Same count, nothing dropped: by position (names may differ from the JSON's).
+    assert vocabulary_names("box|cube,ball,floor", full, ()) == ["box,cube", "ball", "floor"]
+    subset = PanopticDataset(**kwargs, keep_categories=("disc", "ground"))
+    names = vocabulary_names("square,ground|soil,round|disc", subset, ("disc", "ground"))
+    assert names == ["round,disc", "ground,soil"]
+    with pytest.raises(UserError, match="no class named"):
+        vocabulary_names("square,sky,disc", subset, ("disc", "ground"))
+
+
+def test_shapes_recipe_stage_loads():
+    config = load_train_config(REPO / "pipelines" / "train-shapes-tiny.toml")
+    assert len(config.data.keep_categories) == 45  # 54 minus 8 hexagons and snow
+    assert not any("hexagon" in name or name == "snow" for name in config.data.keep_categories)
+    resolved = resolve_paths(config, "RUN/fcclip")
+    assert resolved.clip_weights == os.path.normpath("RUN/clip/clip.safetensors")
+    assert resolved.data.train_json == os.path.normpath("RUN/data/panoptic.json")

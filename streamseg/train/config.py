@@ -6,6 +6,7 @@ by the run's output folder (so a staged recipe can name an earlier stage's files
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -133,7 +134,8 @@ def resolve_paths(config: TrainConfig, out: str | Path) -> TrainConfig:
     """Replace `{out}` in every path field."""
 
     def sub(text: str) -> str:
-        return text.replace("{out}", str(out))
+        # normpath: "{out}/../x" must work before OUT exists.
+        return os.path.normpath(text.replace("{out}", str(out))) if "{out}" in text else text
 
     data = config.data
     data = replace(

@@ -122,6 +122,26 @@ def build_text(model: nn.Module, class_names: list[str], is_thing: list[bool], c
     return vocabulary, text
 
 
+def vocabulary_names(spec: str, dataset: PanopticDataset, keep: tuple[str, ...]) -> list[str]:
+    """Comma-joined synonyms of each training category from a vocabulary (file or built-in
+    name): by position when it lists exactly the dataset's categories (COCO's class file names
+    classes differently from its JSON), else by name (a class whose name or synonym equals the
+    category name)."""
+    from streamseg.model.vocab import load_vocab_file, parse_vocab
+
+    vocabulary = load_vocab_file(spec) if Path(spec).is_file() else parse_vocab(spec)
+    if not keep and len(vocabulary) == len(dataset.all_categories):
+        return [",".join(c.synonyms) for c in vocabulary.classes]
+    by_name = {}
+    for vocab_class in vocabulary.classes:
+        for synonym in (vocab_class.name, *vocab_class.synonyms):
+            by_name.setdefault(synonym, vocab_class)
+    missing = [name for name in dataset.class_names if name not in by_name]
+    if missing:
+        raise UserError(f"{spec}: no class named {missing} (training categories)")
+    return [",".join(by_name[name].synonyms) for name in dataset.class_names]
+
+
 def batch_tensors(
     model: nn.Module, samples: list[Sample], device: torch.device
 ) -> tuple[Tensor, list[dict[str, Tensor]]]:
@@ -315,19 +335,7 @@ def train(
     model.to(device)
     class_names = train_set.class_names
     if config.vocabulary:
-        from streamseg.model.vocab import load_vocab_file, parse_vocab
-
-        vocabulary_file = (
-            load_vocab_file(config.vocabulary)
-            if Path(config.vocabulary).is_file()
-            else parse_vocab(config.vocabulary)
-        )
-        if len(vocabulary_file) != len(class_names):
-            raise UserError(
-                f"{config.vocabulary}: {len(vocabulary_file)} classes, the dataset has "
-                f"{len(class_names)}"
-            )
-        class_names = [",".join(c.synonyms) for c in vocabulary_file.classes]
+        class_names = vocabulary_names(config.vocabulary, train_set, d.keep_categories)
     vocabulary, text = build_text(model, class_names, train_set.is_thing, fcclip_config)
     synonyms = tuple(dict.fromkeys(s for c in vocabulary.classes for s in c.synonyms))
     fcclip_config = replace(fcclip_config, train_vocabulary=synonyms)
