@@ -277,6 +277,9 @@ def test_image_folder_and_glob_in_natural_order(tmp_path: Path) -> None:
     assert {f.image.shape for f in globbed} == {(24, 32, 3)}
     info = probe(folder)
     assert (info.frame_count, info.size, info.fps, info.codec) == (12, (48, 64), 25.0, "images")
+    assert info.time_base == "1/25"
+    # pts = index, so the time base is one frame period.
+    assert probe(folder, fps=30000 / 1001).time_base == "1001/30000"
 
 
 def test_unreadable_image_in_a_folder_is_skipped(tmp_path: Path) -> None:

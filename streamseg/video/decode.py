@@ -580,7 +580,8 @@ def _probe_images(source: str | Path, images: list[Path], fps: float | None) -> 
         codec="images",
         pix_fmt=None,
         start_time=0.0,
-        time_base=f"1/{rate:g}" if float(rate).is_integer() else str(Fraction(1 / rate)),
+        # pts = index, so the time base is one frame (29.97 -> 1001/30000).
+        time_base=str(1 / Fraction(rate).limit_denominator(1001)),
         has_audio=False,
         stream=0,
         video_streams=1,
