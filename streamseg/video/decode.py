@@ -240,6 +240,7 @@ def _select(
         return
     first_time: float | None = None
     first_kept: int | None = None
+    given = 0  # not stats.yielded: a caller may pass one DecodeStats to several calls
     try:
         for decoded in frames:
             if first_time is None:
@@ -255,8 +256,9 @@ def _select(
                 continue
             frame = decoded.convert(size, source_image)
             stats.yielded += 1
+            given += 1
             yield frame
-            if max_frames is not None and stats.yielded >= max_frames:
+            if max_frames is not None and given >= max_frames:
                 break
     finally:
         # Close the decoding generator now (and its container), not at garbage collection.
