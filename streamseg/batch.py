@@ -421,7 +421,10 @@ def _progress_reporter(task: str) -> Callable[[int], None]:
         now = time.monotonic()
         if now - last[0] >= PROGRESS_INTERVAL:
             last[0] = now
-            worker.log_event(PROGRESS_TOPIC, {"task": task, "frames": int(frames)})
+            # Called from run_video's writer thread: hand the event to the worker's event
+            # loop (add_callback is the thread-safe way in).
+            message = {"task": task, "frames": int(frames)}
+            worker.loop.add_callback(worker.log_event, PROGRESS_TOPIC, message)
 
     return report
 
@@ -459,6 +462,7 @@ def process_video(
         return {"status": "skipped", "frames": frames, "seconds": 0.0}
     from streamseg.video.pipeline import run_video
 
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     segmenter = cached_segmenter(spec)
     summary = run_video(
         source,

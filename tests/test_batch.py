@@ -3,22 +3,39 @@ LocalCluster runs (2 worker processes on 127.0.0.1) that call `run_video` for ev
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
+from distributed import Client
+from fake_segmenter import GROUND, HIDDEN, FakeSegmenter, blob_frame, make_blob_video
+from videos import make_not_a_video
 
 from streamseg.batch import (
     BatchRecord,
+    RunSpec,
     assign_outputs,
     expand_inputs,
     merge_records,
+    model_loads,
+    open_client,
     read_manifest,
+    run_batch,
     write_manifest,
 )
+from streamseg.config import ModelSettings, RunConfig, StoreSettings, TrackerConfig
 from streamseg.errors import UserError
 from streamseg.shard import assign_ids, match_tracks, overlap_iou, plan_shards, relabel
+from streamseg.video.pipeline import run_video
+from streamseg.video.store import open_store, read_progress
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -229,3 +246,291 @@ def test_relabel_and_assign_ids() -> None:
     assert out.tolist() == [[0, 10, 20], [0, 20, 10]] and out.dtype == np.int32
     mapping, next_id = assign_ids([3, 1, 2, 5], {2: 7}, next_id=9)
     assert mapping == {1: 9, 2: 7, 3: 10, 5: 11} and next_id == 12
+
+
+# ----------------------------------------------------------------------------- on a cluster
+# One LocalCluster for the module: 2 worker processes on 127.0.0.1, no dashboard. The tasks
+# run `run_video` with the real tiny model (random weights) or the colour-threshold fake
+# segmenter of tests/fake_segmenter.py (picklable by reference: the workers inherit sys.path).
+
+ROUNDS = 600  # polling bound (x 0.05 s)
+RED, BLUE = (230, 20, 20), (20, 20, 230)
+
+
+def _write_video(path: Path, images: list[np.ndarray], fps: int = 10) -> Path:
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "veryfast"})
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for index, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            frame.time_base = Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _separate_objects_video(path: Path) -> Path:
+    """6 s at 10 fps: red square on frames 3-14, blue 24-35, another red 44-55, on ground.
+    With 2 s shards and 3 overlap frames no thing is visible near a boundary (frames 16-20,
+    36-40)."""
+    images = []
+    for t in range(60):
+        image = np.empty((48, 64, 3), np.uint8)
+        image[:] = GROUND
+        if 3 <= t <= 14:
+            image[6:18, 8 + t : 20 + t] = RED
+        if 24 <= t <= 35:
+            image[28:40, 40 - (t - 24) : 52 - (t - 24)] = BLUE
+        if 44 <= t <= 55:
+            image[20:32, 30:42] = RED
+        images.append(image)
+    return _write_video(path, images)
+
+
+def _crossing_objects_video(path: Path) -> Path:
+    """6 s at 10 fps of fake_segmenter's blobs: both squares move through every boundary."""
+    return _write_video(path, [blob_frame(t) for t in range(60)])
+
+
+def _assert_same_store(a: Path, b: Path) -> None:
+    ra, rb = open_store(a), open_store(b)
+    assert ra.status == rb.status == "done"
+    assert len(ra) == len(rb)
+    np.testing.assert_array_equal(ra.labels(), rb.labels())
+    for table in ("frames", "segments", "tracks"):
+        ta, tb = getattr(ra, table), getattr(rb, table)
+        assert set(ta) == set(tb)
+        for column, values in tb.items():
+            if values.dtype.kind == "f":
+                np.testing.assert_allclose(ta[column], values, atol=1e-6, err_msg=column)
+            else:
+                np.testing.assert_array_equal(ta[column], values, err_msg=f"{table}.{column}")
+    assert ra.attrs["identity"] == rb.attrs["identity"]
+
+
+def _fake_config(**store: int) -> RunConfig:
+    return RunConfig(
+        model=ModelSettings(batch_size=4),
+        tracker=TrackerConfig(max_age=5),
+        store=StoreSettings(**store),
+    )
+
+
+def _tiny_config() -> RunConfig:
+    return RunConfig(
+        model=ModelSettings(
+            name="tiny-convnext",
+            device="cpu",
+            vocab="red,blue,ground",
+            stuff="ground",
+            batch_size=4,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    # Workers inherit the environment at spawn: keep the text-classifier cache in the test's
+    # temp folder and torch on one thread.
+    cache = tmp_path_factory.mktemp("cache")
+    saved = {k: os.environ.get(k) for k in ("STREAMSEG_CACHE", "OMP_NUM_THREADS")}
+    os.environ["STREAMSEG_CACHE"] = str(cache)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        with open_client(n_workers=2, threads_per_worker=1, dashboard=False) as dask_client:
+            yield dask_client
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_batch_equals_one_by_one_and_records_failures(
+    client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMSEG_CACHE", os.environ["STREAMSEG_CACHE"])
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name, frames in (("a.mp4", 8), ("b.mp4", 12), ("c.mp4", 6)):
+        make_blob_video(archive / name, frames=frames)
+    make_not_a_video(archive / "broken.mp4")
+    out = tmp_path / "out"
+    spec = RunSpec(config=_tiny_config())
+    before = client.run(model_loads)
+
+    records = run_batch(expand_inputs([archive]), out, spec, client, retries=1, progress=False)
+
+    assert [(Path(r.input).name, r.status) for r in records] == [
+        ("a.mp4", "done"),
+        ("b.mp4", "done"),
+        ("broken.mp4", "failed"),
+        ("c.mp4", "done"),
+    ]
+    assert [r.frames for r in records] == [8, 12, 0, 6]
+    failed = records[2]
+    assert "broken.mp4" in failed.error and failed.error.startswith("UserError")
+    assert not Path(failed.output).exists()
+    assert read_manifest(out / "manifest.json") == records
+    # Each worker built the model at most once for its tasks (3 videos on 2 workers).
+    after = client.run(model_loads)
+    assert all(after[w] - before.get(w, 0) <= 1 for w in after)
+    assert sum(after.values()) - sum(before.values()) >= 1
+
+    # The same videos one by one in this process, through the same run_video.
+    from streamseg.model.segmenter import Segmenter
+
+    segmenter = Segmenter.from_pretrained("tiny-convnext", device="cpu")
+    for record in records:
+        if record.status == "done":
+            reference = tmp_path / "ref" / Path(record.output).name
+            reference.parent.mkdir(exist_ok=True)
+            run_video(record.input, reference, config=spec.config, segmenter=segmenter)
+            _assert_same_store(Path(record.output), reference)
+
+    # Rerun: finished stores are skipped (not recomputed), the broken input fails again.
+    stamps = {r.output: (Path(r.output) / "progress.json").stat().st_mtime_ns for r in records[:2]}
+    again = run_batch(expand_inputs([archive]), out, spec, client, retries=0, progress=False)
+    assert [r.status for r in again] == ["skipped", "skipped", "failed", "skipped"]
+    assert [r.frames for r in again] == [8, 12, 0, 6]
+    for output, stamp in stamps.items():
+        assert (Path(output) / "progress.json").stat().st_mtime_ns == stamp
+    assert read_manifest(out / "manifest.json") == again
+
+
+def test_shards_stitch_to_the_one_pass_store(client: Client, tmp_path: Path) -> None:
+    videos_dir = tmp_path / "long"
+    videos_dir.mkdir()
+    separate = _separate_objects_video(videos_dir / "separate.mp4")
+    crossing = _crossing_objects_video(videos_dir / "crossing.mp4")
+    config = _fake_config()
+    spec = RunSpec(config=config, segmenter_factory=FakeSegmenter)
+    out = tmp_path / "out"
+
+    records = run_batch(
+        expand_inputs([crossing, separate]),
+        out,
+        spec,
+        client,
+        shard_seconds=2.0,
+        overlap_frames=3,
+        progress=False,
+    )
+    assert [(r.status, r.frames) for r in records] == [("done", 60), ("done", 60)]
+    assert not any((out / ".shards").iterdir())  # shard stores removed after stitching
+
+    for record in records:
+        reference = tmp_path / "ref" / Path(record.output).name
+        reference.parent.mkdir(exist_ok=True)
+        run_video(record.input, reference, config=config, segmenter=FakeSegmenter())
+        _assert_same_store(Path(record.output), reference)
+        stitched = open_store(record.output)
+        assert stitched.attrs["stitched"]["shards"] == 3
+        # run_video recognizes the stitched store as its own finished store.
+        summary = run_video(record.input, record.output, config=config, segmenter=FakeSegmenter())
+        assert summary.status == "already done"
+
+    # Crossing: ground, red and blue keep one id each over all 60 frames (3 shards).
+    tracks = open_store(records[0].output).tracks
+    assert tracks["track_id"].tolist() == [1, 2, 3]
+    assert tracks["first_frame"].tolist() == [0, 0, 0]
+    assert tracks["last_frame"].tolist() == [59, 59, 59]
+    assert tracks["frames"].tolist() == [60, 60 - len(HIDDEN), 60]
+    # Separate: ground, then one new id per object, in order of appearance.
+    tracks = open_store(records[1].output).tracks
+    assert tracks["track_id"].tolist() == [1, 2, 3, 4]
+    assert tracks["class_id"].tolist() == [2, 0, 1, 0]
+    assert tracks["first_frame"].tolist() == [0, 3, 24, 44]
+    assert tracks["last_frame"].tolist() == [59, 14, 35, 55]
+
+
+def _kill_worker_running(client: Client, prefix: str) -> int:
+    """SIGKILL the worker process running a task whose key starts with `prefix`."""
+    pids = client.run(os.getpid)
+    for address, keys in client.processing().items():
+        if any(str(key).startswith(prefix) for key in keys):
+            os.kill(pids[address], signal.SIGKILL)
+            return pids[address]
+    raise AssertionError(f"no worker is running {prefix}*")
+
+
+def test_killed_worker_costs_only_a_retry(client: Client, tmp_path: Path) -> None:
+    video = make_blob_video(tmp_path / "long.mp4", frames=48)
+    # Commit every batch; slow batches so that the kill lands mid-task.
+    config = _fake_config(commit_frames=4)
+    spec = RunSpec(config=config, segmenter_factory=functools.partial(FakeSegmenter, delay=0.2))
+    out = tmp_path / "out"
+    result: list[list[BatchRecord]] = []
+    runner = threading.Thread(
+        target=lambda: result.append(
+            run_batch(expand_inputs([video]), out, spec, client, retries=0, progress=False)
+        )
+    )
+    runner.start()
+    store = out / "long.zarr"
+    committed = 0
+    for _ in range(ROUNDS):
+        committed = read_progress(store).frames if store.exists() else 0
+        if committed >= 8:
+            break
+        time.sleep(0.05)
+    assert 8 <= committed < 48
+    _kill_worker_running(client, "streamseg-run-long")
+    runner.join(timeout=ROUNDS * 0.2)
+    assert not runner.is_alive()
+
+    (records,) = result
+    assert [(r.status, r.frames) for r in records] == [("done", 48)]
+    reference = tmp_path / "ref.zarr"
+    run_video(video, reference, config=config, segmenter=FakeSegmenter())
+    _assert_same_store(store, reference)
+    # Both workers are back (the nanny restarted the killed one).
+    for _ in range(ROUNDS):
+        if len(client.scheduler_info()["workers"]) == 2:
+            break
+        time.sleep(0.05)
+    assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_cli_on_an_existing_scheduler(client: Client, tmp_path: Path) -> None:
+    from streamseg.cli import main
+
+    (tmp_path / "in").mkdir()
+    make_blob_video(tmp_path / "in" / "x.mp4", frames=4)
+    make_not_a_video(tmp_path / "in" / "y.mp4")
+    address = client.scheduler.address
+    argv = [
+        "batch",
+        str(tmp_path / "in"),
+        "--out",
+        str(tmp_path / "out"),
+        "--scheduler",
+        address,
+        "--retries",
+        "0",
+        "--model",
+        "tiny-convnext",
+        "--device",
+        "cpu",
+        "--vocab",
+        "red,blue",
+        "--quiet",
+    ]
+    assert main(argv) == 1  # y.mp4 failed
+    records = read_manifest(tmp_path / "out" / "manifest.json")
+    assert [(Path(r.input).name, r.status) for r in records] == [
+        ("x.mp4", "done"),
+        ("y.mp4", "failed"),
+    ]
+    assert open_store(tmp_path / "out" / "x.zarr").num_frames == 4
+    # Only the good one: exit code 0, and it is skipped.
+    assert main([*argv[:1], str(tmp_path / "in" / "x.mp4"), *argv[2:]]) == 0
+    assert read_manifest(tmp_path / "out" / "manifest.json")[0].status == "skipped"
+    # Bad arguments: exit code 2 before any work.
+    assert main(["batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
+    assert main([*argv, "--resources", "GPU"]) == 2
