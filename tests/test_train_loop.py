@@ -19,7 +19,6 @@ from streamseg.cli import main as cli_main
 from streamseg.errors import UserError
 from streamseg.train.config import OptimConfig, TrainConfig, load_train_config, resolve_paths
 from streamseg.train.loop import CHECKPOINT, METRICS, MODEL_FOLDER, epoch_order, lr_factor, train
-from streamseg.train.pq import PQAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "pipelines" / "train-tiny-test.toml"
@@ -212,31 +211,6 @@ def test_lr_schedules():
     poly = TrainConfig(optim=OptimConfig(steps=100, schedule="poly", warmup_steps=0))
     assert lr_factor(50, poly) == pytest.approx(0.5**0.9)
     assert lr_factor(100, poly) == 0.0
-
-
-def test_pq_hand_computed():
-    gt = torch.zeros(3, 4, 4, dtype=torch.bool)
-    gt[0, :2] = True  # class 0, 8 px
-    gt[1, 2:, :2] = True  # class 1, 4 px
-    gt[2, 2:, 2:] = True  # class 1, 4 px
-    pred = torch.zeros(3, 4, 4, dtype=torch.bool)
-    pred[0, :2, :3] = True  # class 0: IoU 6/8 with gt 0
-    pred[1, 2:, :2] = True  # class 1: exact match with gt 1
-    pred[2, 2:, 2] = True  # class 1: IoU 2/4 with gt 2 -> not a match (needs > 0.5)
-    stats = PQAccumulator(2)
-    stats.add(pred, [0, 1, 1], gt, [0, 1, 1])
-    assert (stats.tp, stats.fp, stats.fn) == ([1, 1], [0, 1], [0, 1])
-    summary = stats.summary([True, False])
-    pq0 = 0.75 * 1.0
-    pq1 = 1.0 * (1 / (1 + 0.5 + 0.5))
-    assert summary["PQ"] == pytest.approx(100 * (pq0 + pq1) / 2)
-    assert summary["PQ_th"] == pytest.approx(100 * pq0)
-    # A prediction mostly inside the ignore region is not a false positive.
-    ignore = torch.zeros(4, 4, dtype=torch.bool)
-    ignore[2:, 2:] = True
-    stats = PQAccumulator(2)
-    stats.add(pred[2:], [1], gt[:0], [], ignore)
-    assert stats.fp == [0, 0]
 
 
 def test_vocabulary_by_position_or_by_name(tmp_path):

@@ -27,7 +27,6 @@ from streamseg.train.augment import JitteredDataset
 from streamseg.train.config import TrainConfig, resolve_paths
 from streamseg.train.criterion import SetCriterion
 from streamseg.train.data import PanopticDataset, Sample, collate_samples
-from streamseg.train.pq import PQAccumulator
 
 CHECKPOINT = "last.pt"
 METRICS = "metrics.jsonl"
@@ -169,28 +168,33 @@ def evaluate_pq(
     device: torch.device,
     max_images: int = 0,
 ) -> dict[str, float]:
-    """PQ of the model on a dataset (images padded to /32, no resize), with the geometric
-    ensemble (all training classes count as seen) and the official panoptic inference."""
+    """PQ (x100, streamseg.eval.panoptic = COCO panopticapi rules) of the model on a dataset:
+    images padded to /32 (no resize), the geometric ensemble with every training class seen,
+    the official panoptic inference. Ground truth of categories outside training is VOID."""
     import torch.nn.functional as F
+    from PIL import Image
 
+    from streamseg.eval.panoptic import PanopticQuality
     from streamseg.model.postprocess import (
         class_logits_from_probs,
         panoptic_inference,
         resize_mask_logits,
     )
+    from streamseg.train.data import rgb_to_id
 
     was_training = model.training
     model.eval()
     is_thing = torch.tensor(dataset.is_thing, dtype=torch.bool, device=device)
     seen = torch.ones(len(dataset.is_thing), dtype=torch.bool, device=device)
-    stats = PQAccumulator(len(dataset.categories))
+    kept = {c.dataset_id: c for c in dataset.categories}
+    quality = PanopticQuality({c.dataset_id: {"isthing": int(c.is_thing)} for c in kept.values()})
     count = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
     for index in range(count):
         sample = dataset[index]
+        record = dataset.records[index]
         height, width = sample.image.shape[-2:]
         image = model.normalize(sample.image[None].to(device))
-        pad_h, pad_w = (-height) % 32, (-width) % 32
-        image = F.pad(image, (0, pad_w, 0, pad_h))
+        image = F.pad(image, (0, (-width) % 32, 0, (-height) % 32))
         out = model.predict(
             image,
             text,
@@ -209,20 +213,30 @@ def evaluate_pq(
             fcclip_config.object_mask_threshold,
             fcclip_config.overlap_threshold,
         )
-        pred_masks = (
-            torch.stack([panoptic == s.id for s in segments])
-            if segments
-            else (torch.zeros((0, height, width), dtype=torch.bool, device=device))
-        )
-        stats.add(
-            pred_masks,
-            [s.class_id for s in segments],
-            sample.masks.to(device),
-            sample.labels.tolist(),
-            sample.ignore.to(device),
+        with Image.open(record["png"]) as png:
+            gt_ids = rgb_to_id(np.asarray(png.convert("RGB")))
+        gt_segments = {}
+        for entry in record["ann"].get("segments_info", []):
+            if int(entry["category_id"]) in kept:
+                gt_segments[int(entry["id"])] = entry
+            else:
+                gt_ids[gt_ids == int(entry["id"])] = 0
+        quality.update(
+            gt_ids,
+            gt_segments,
+            panoptic.cpu().numpy(),
+            {s.id: {"category_id": dataset.categories[s.class_id].dataset_id} for s in segments},
+            str(record["png"]),
         )
     model.train(was_training)
-    return stats.summary(dataset.is_thing)
+    result = quality.result()
+    return {
+        "PQ": 100 * result["All"]["pq"],
+        "SQ": 100 * result["All"]["sq"],
+        "RQ": 100 * result["All"]["rq"],
+        "PQ_th": 100 * result["Things"]["pq"],
+        "PQ_st": 100 * result["Stuff"]["pq"],
+    }
 
 
 # ------------------------------------------------------------------------------ checkpoints
