@@ -130,17 +130,23 @@ def load_clip_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def load_official_checkpoint(
-    model: nn.Module, path: str | Path, clip_weights: str | Path | None = None
+    model: nn.Module,
+    path: str | Path,
+    clip_weights: str | Path | None = None,
+    state: dict[str, Tensor] | None = None,
 ) -> None:
     """Load an official FC-CLIP checkpoint (trained parts only, or everything) into `model`.
 
     Args:
         model: an `FCCLIP` built from the matching config.
-        path: the `.pth` in detectron2 layout.
+        path: the `.pth` in detectron2 layout (named in errors).
         clip_weights: open_clip weights file for the CLIP; required when `path` has no
             `backbone.clip_model.*` keys, and preferred over them when both are given.
+        state: the file's tensors when already read by `read_state_dict(path)`.
     """
-    state = {k: v for k, v in read_state_dict(path).items() if k not in DROPPED_KEYS}
+    if state is None:
+        state = read_state_dict(path)
+    state = {k: v for k, v in state.items() if k not in DROPPED_KEYS}
     expected = model.state_dict()
     trained_expected = {k: v for k, v in expected.items() if not k.startswith(CLIP_PREFIX)}
     clip_expected = {k: v for k, v in expected.items() if k.startswith(CLIP_PREFIX)}
@@ -166,9 +172,15 @@ def load_official_checkpoint(
         _load_into(model, clip)
 
 
-def infer_official_config(path: str | Path) -> FCCLIPConfig:
-    """The official preset whose widths match a checkpoint (embed dim and res5 channels)."""
-    state = read_state_dict(path)
+def infer_official_config(path: str | Path, state: dict[str, Tensor] | None = None) -> FCCLIPConfig:
+    """The official preset whose widths match a checkpoint (embed dim and res5 channels).
+
+    Args:
+        path: the checkpoint (read unless `state` is given; named in errors).
+        state: its tensors when already read.
+    """
+    if state is None:
+        state = read_state_dict(path)
     void = state.get("void_embedding.weight")
     proj = state.get("sem_seg_head.pixel_decoder.input_proj.0.0.weight")
     if void is None or proj is None:

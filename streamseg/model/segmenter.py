@@ -191,9 +191,11 @@ class Segmenter:
             files = (folder / checkpoint.WEIGHTS_FILE,)
             label = folder.name
         elif path.is_file():
-            config = config or checkpoint.infer_official_config(path)
+            state = checkpoint.read_state_dict(path)  # read once: files can be gigabytes
+            config = config or checkpoint.infer_official_config(path, state)
             model = _build_seeded(config, seed)
-            checkpoint.load_official_checkpoint(model, path, clip_weights)
+            checkpoint.load_official_checkpoint(model, path, clip_weights, state)
+            del state
             files = (path,)
             label = path.stem
         elif name in PRESETS:
