@@ -16,6 +16,7 @@ from streamseg.video.render import (
     OverlayWriter,
     draw_overlay,
     label_boundaries,
+    outline_width,
     resize_labels,
     track_color,
 )
@@ -51,6 +52,18 @@ def test_label_boundaries_hand_case() -> None:
     expected[1:4, 1:5] = True
     expected[2, 2] = False  # the only pixel of region 2 with all four neighbours in it
     assert edge.tolist() == expected.tolist()
+    # Two pixels wide: grown inward, never across into another region or the background.
+    labels = np.zeros((7, 7), np.int32)
+    labels[1:6, 1:6] = 4
+    thick = label_boundaries(labels, width=2)
+    expected = np.zeros((7, 7), bool)
+    expected[1:6, 1:6] = True
+    expected[3, 3] = False
+    assert thick.tolist() == expected.tolist()
+
+
+def test_outline_width_grows_with_the_frame() -> None:
+    assert [outline_width(h, w) for h, w in ((48, 64), (480, 640), (1080, 1920))] == [1, 1, 3]
 
 
 def test_draw_overlay_blends_colors_exactly() -> None:
