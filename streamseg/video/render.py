@@ -87,17 +87,20 @@ def label_boundaries(labels: np.ndarray, width: int = 1) -> np.ndarray:
     Returns:
         (H, W) bool, True on the inner edge of every region with id > 0.
     """
+    # same_rows[i, x]: pixel (i, x) and (i + 1, x) share a label; same_cols likewise.
+    same_rows = labels[1:, :] == labels[:-1, :]
+    same_cols = labels[:, 1:] == labels[:, :-1]
     edge = np.zeros(labels.shape, bool)
-    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
-    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
-    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[1:, :] |= ~same_rows
+    edge[:-1, :] |= ~same_rows
+    edge[:, 1:] |= ~same_cols
+    edge[:, :-1] |= ~same_cols
     for _ in range(width - 1):
         grown = edge.copy()
-        grown[1:, :] |= edge[:-1, :] & (labels[1:, :] == labels[:-1, :])
-        grown[:-1, :] |= edge[1:, :] & (labels[:-1, :] == labels[1:, :])
-        grown[:, 1:] |= edge[:, :-1] & (labels[:, 1:] == labels[:, :-1])
-        grown[:, :-1] |= edge[:, 1:] & (labels[:, :-1] == labels[:, 1:])
+        grown[1:, :] |= edge[:-1, :] & same_rows
+        grown[:-1, :] |= edge[1:, :] & same_rows
+        grown[:, 1:] |= edge[:, :-1] & same_cols
+        grown[:, :-1] |= edge[:, 1:] & same_cols
         edge = grown
     return edge & (labels > 0)
 
