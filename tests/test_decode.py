@@ -18,6 +18,7 @@ CODEC_CASES = [
     "h264",
     "h264_10bit",
     "h264_444_odd",
+    "h264_ts",
     "hevc",
     "hevc_10bit",
     "vp9",

@@ -145,6 +145,7 @@ CASES: dict[str, tuple[str, VideoSpec]] = {
     "h264": ("mp4", VideoSpec()),
     "h264_10bit": ("mp4", VideoSpec(pix_fmt="yuv420p10le")),
     "h264_444_odd": ("mp4", VideoSpec(pix_fmt="yuv444p", width=63, height=47)),
+    "h264_ts": ("ts", VideoSpec()),  # MPEG-TS: timestamps shifted by the muxer
     "hevc": ("mp4", VideoSpec(codec="libx265")),
     "hevc_10bit": ("mkv", VideoSpec(codec="libx265", pix_fmt="yuv420p10le")),
     "vp9": ("webm", VideoSpec(codec="libvpx-vp9")),
