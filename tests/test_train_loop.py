@@ -98,6 +98,10 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
     write_dataset(data, count=1)
     with pytest.raises(UserError, match="no checkpoint"):
         train(_config(data), tmp_path / "run", resume=True, progress=False)
+    config = replace(_config(data, steps=1), data=replace(_config(data).data, val_json=""))
+    train(config, tmp_path / "run", stop_after=0, progress=False)
+    with pytest.raises(UserError, match="a run exists here"):
+        train(config, tmp_path / "run", progress=False)
 
 
 def test_amp_bf16_and_accumulation_run(tmp_path):

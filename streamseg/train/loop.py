@@ -368,6 +368,8 @@ def train(
         )
 
     step, epoch, position = 0, 0, 0
+    if not resume and (out / CHECKPOINT).exists():
+        raise UserError(f"{out / CHECKPOINT}: a run exists here; pass --resume or another --out")
     torch.manual_seed(config.seed * 1000 + rank + 1)  # point sampling differs per rank
     if resume:
         if not (out / CHECKPOINT).is_file():
