@@ -79,6 +79,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise UserError(f"{device}: not a device (auto, cpu, cuda, cuda:N, mps)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"{device}: CUDA is not available on this machine")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"{device}: only {torch.cuda.device_count()} CUDA devices here")
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise UserError(f"{device}: MPS is not available on this machine")
     return resolved
