@@ -25,6 +25,8 @@ COMMANDS: tuple[str, ...] = (
     "info",
     "render",
     "batch",
+    "eval",
+    "export",
 )
 
 
