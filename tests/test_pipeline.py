@@ -218,3 +218,63 @@ def test_memory_stays_flat_over_thousands_of_frames(tmp_path: Path) -> None:
     quarter = len(samples) // 4
     growth = max(samples[quarter:]) - samples[quarter]
     assert growth < 1_500_000, f"memory grew by {growth} bytes over {2000 * 3 // 4} frames"
+
+
+class _CrashAfter:
+    """Wraps a segmenter; raises after `calls` batches (a crash mid-run)."""
+
+    def __init__(self, inner: object, calls: int) -> None:
+        self.inner = inner
+        self.left = calls
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def segment(self, frames, output_size=None):
+        if self.left == 0:
+            raise _Crash("killed")
+        self.left -= 1
+        return self.inner.segment(frames, output_size=output_size)
+
+
+def test_real_tiny_model_run_and_resume(tmp_path: Path, blobs: Path) -> None:
+    pytest.importorskip("streamseg.model.vocab")
+    from streamseg.model.segmenter import Segmenter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights warning
+        segmenter = Segmenter.from_pretrained("tiny-convnext", device="cpu")
+    config = replace(
+        _config(batch_size=2),
+        decode=DecodeSettings(max_frames=6),
+        store=StoreSettings(commit_frames=2),
+    )
+    vocab = "red square,blue square,grass"
+    run_video(blobs, tmp_path / "a.zarr", config=config, segmenter=segmenter, vocabulary=vocab)
+    with pytest.raises(_Crash):
+        run_video(
+            blobs,
+            tmp_path / "b.zarr",
+            config=config,
+            segmenter=_CrashAfter(segmenter, 2),
+            vocabulary=vocab,
+        )
+    assert len(open_store(tmp_path / "b.zarr")) == 4
+    summary = run_video(
+        blobs, tmp_path / "b.zarr", config=config, segmenter=segmenter, vocabulary=vocab
+    )
+    assert summary.resumed_from == 4 and summary.frames == 6
+    _assert_same_store(tmp_path / "a.zarr", tmp_path / "b.zarr")
+    reader = open_store(tmp_path / "a.zarr")
+    assert reader.attrs["model"]["id"] == segmenter.model_id
+    assert reader.attrs["vocabulary"]["names"] == ["red square", "blue square", "grass"]
+    assert reader.labels().shape == (6, 48, 64)
+    # every labelled pixel belongs to a segment row of its frame, and areas agree
+    segments = reader.segments
+    for t in range(6):
+        labels = reader.labels(t)
+        rows = segments["frame"] == t
+        ids, counts = np.unique(labels[labels > 0], return_counts=True)
+        order = np.argsort(segments["track_id"][rows])
+        np.testing.assert_array_equal(ids, segments["track_id"][rows][order])
+        np.testing.assert_array_equal(counts, segments["area"][rows][order])

@@ -108,6 +108,7 @@ def test_sigkill_then_rerun_equals_uninterrupted_run(tmp_path: Path) -> None:
     _kill_and_resume(tmp_path, argv, env, slow)
 
 
+@pytest.mark.slow  # three processes each loading torch and the model (~75 s on 2 busy cores)
 @pytest.mark.skipif(
     importlib.util.find_spec("streamseg.model.vocab") is None, reason="needs model/vocab.py"
 )
