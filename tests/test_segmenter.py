@@ -13,7 +13,12 @@ import torch.nn.functional as F
 from streamseg.errors import UserError
 from streamseg.model.checkpoint import CLIP_PREFIX, save_folder
 from streamseg.model.config import PRESETS
-from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter, resize_shortest_edge
+from streamseg.model.segmenter import (
+    DEFAULT_MODEL,
+    Segmenter,
+    resize_shortest_edge,
+    resolve_device,
+)
 
 NUM_CLASSES = 4
 
@@ -185,6 +190,11 @@ def test_bad_names_and_devices() -> None:
     with pytest.raises(UserError, match="tpu: not a device"):
         Segmenter.from_pretrained("tiny-convnext", device="tpu")
     assert DEFAULT_MODEL in ("shapes-tiny", "tiny-convnext")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="cuda:1: CUDA is not available"):
+            resolve_device("cuda:1")
 
 
 def test_set_vocabulary_with_class_names(seg, tmp_path) -> None:
