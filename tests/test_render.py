@@ -1,4 +1,4 @@
-"""Overlay drawing on hand-made label maps, and overlay mp4 round trips through PyAV."""
+"""Overlay drawing (draw.py) on hand-made label maps; overlay mp4 round trips (render.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import videos
 
 from streamseg.errors import UserError
 from streamseg.video.decode import iter_frames, probe
-from streamseg.video.render import (
-    OverlayWriter,
+from streamseg.video.draw import (
     draw_overlay,
     label_boundaries,
     outline_width,
     resize_labels,
     track_color,
 )
+from streamseg.video.render import OverlayWriter
 
 
 def test_track_colors_are_stable_distinct_and_zero_is_black() -> None:

@@ -15,9 +15,9 @@ from streamseg.cli import main
 from streamseg.commands.render import default_overlay_path
 from streamseg.config import ModelSettings, RunConfig
 from streamseg.errors import UserError
+from streamseg.video.draw import track_color
 from streamseg.video.pipeline import run_video
 from streamseg.video.redraw import render_store
-from streamseg.video.render import track_color
 from streamseg.video.store import open_store
 
 
