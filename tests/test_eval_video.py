@@ -239,3 +239,52 @@ def test_vipseg_errors(dataset, capsys):
          "--pred-json", str(pred_json), "--pred-dir", str(folder / "pred"), "--windows", "0"]
     )  # fmt: skip
     assert code == 2 and "--windows" in capsys.readouterr().err
+
+
+def test_vpq_window_equals_pq_of_concatenated_frames():
+    """A k-frame tube is a segment of the k frames laid side by side (first appearance gives
+    the category, areas add up): VPQ at k = PQ over those concatenated images."""
+    from streamseg.eval.panoptic import PanopticQuality
+
+    rng = np.random.default_rng(7)
+    categories = {c: {"id": c, "isthing": int(c < 4)} for c in range(1, 7)}
+    for _ in range(5):
+        frames = []
+        for _ in range(5):
+            gt = rng.integers(0, 6, (6, 7))
+            pred = gt.copy()
+            noise = rng.random(gt.shape) < 0.3
+            pred[noise] = rng.integers(0, 6, int(noise.sum()))
+            gt_segments = {
+                int(i): {"category_id": int(rng.integers(1, 7)), "iscrowd": int(rng.random() < 0.1),
+                         "area": int((gt == i).sum())}
+                for i in np.unique(gt) if i
+            }  # fmt: skip
+            pred_segments = {
+                int(i): {"category_id": int(rng.integers(1, 7))} for i in np.unique(pred) if i
+            }
+            frames.append((gt, gt_segments, pred, pred_segments))
+        vpq = VideoPanopticQuality(categories, windows=(1, 2, 3))
+        for frame_args in frames:
+            vpq.update(*frame_args)
+        result = vpq.result()
+        for k in (1, 2, 3):
+            pq = PanopticQuality(categories)
+            for start in range(len(frames) - k + 1):
+                window = frames[start : start + k]
+                gt_segments, pred_segments = {}, {}
+                for _, gs, _, ps in window:
+                    for sid, entry in gs.items():
+                        if sid in gt_segments:
+                            gt_segments[sid]["area"] += entry["area"]
+                        else:
+                            gt_segments[sid] = dict(entry)
+                    for sid, entry in ps.items():
+                        pred_segments.setdefault(sid, dict(entry))
+                pq.update(
+                    np.concatenate([f[0] for f in window], axis=1),
+                    gt_segments,
+                    np.concatenate([f[2] for f in window], axis=1),
+                    pred_segments,
+                )
+            assert result[str(k)] == pq.result()
