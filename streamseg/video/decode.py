@@ -19,102 +19,30 @@ A folder or glob of frame images is a source too (see sources.py); its frames ar
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from streamseg.errors import UserError
-from streamseg.video.sources import list_image_frames, read_image
+from streamseg.video.frames import (
+    INTERPOLATION,
+    DecodedFrame,
+    DecodeStats,
+    Frame,
+    Scalers,
+    VideoInfo,
+)
+from streamseg.video.sources import DEFAULT_IMAGE_FPS, iter_image_frames, list_image_frames
+from streamseg.video.sources import probe_images as _probe_images
 
-# Frame rate given to image sequences when the caller names none (a common dataset rate).
-DEFAULT_IMAGE_FPS = 25.0
+__all__ = ["DecodeStats", "Frame", "VideoInfo", "iter_frames", "probe"]
+
 # Frame threading pays off only on large frames: on 2 cores it decoded 1280x720 H.264 1.15-1.4x
 # faster and 320x240-640x480 no faster (slice threading, PyAV's default, is kept below this).
 FRAME_THREADING_MIN_PIXELS = 1280 * 720
-# swscale resampler: area averaging does not alias when shrinking to the model's input size.
-INTERPOLATION = "AREA"
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One decoded frame.
-
-    Attributes:
-        index: number of the frame in the source, counting every frame decoded (0 = first),
-            so `stride` and `start` show as gaps.
-        pts: presentation timestamp in the stream's time base (None if the file has none).
-        time: the frame's own time in seconds (pts x time base; container start offsets kept).
-        image: (H, W, 3) uint8 RGB, upright, at the requested size.
-        source_size: (H, W) of the upright source frame.
-        keyframe: the frame was coded as a keyframe.
-        corrupt: the decoder flagged the frame as damaged (concealed errors).
-        source_image: (H, W, 3) uint8 RGB at the upright source size, when asked for with
-            `iter_frames(..., source_image=True)` (e.g. to draw an overlay at full size
-            while the model gets a small `image`); None otherwise.
-    """
-
-    index: int
-    pts: int | None
-    time: float
-    image: np.ndarray
-    source_size: tuple[int, int]
-    keyframe: bool = False
-    corrupt: bool = False
-    source_image: np.ndarray | None = None
-
-
-@dataclass
-class DecodeStats:
-    """Counters filled while `iter_frames` runs (pass one in to read them afterwards)."""
-
-    decoded: int = 0  # frames that came out of the decoder (before start/end/stride)
-    yielded: int = 0  # frames given to the caller
-    corrupt_packets: int = 0  # packets the decoder rejected (skipped)
-    corrupt_frames: int = 0  # frames the decoder produced but flagged as damaged
-    unreadable_images: int = 0  # image-sequence files that could not be read (skipped)
-    truncated: bool = False  # the file ended early / could not be read to its end
-    warnings: list[str] = field(default_factory=list)
-
-    def warn(self, message: str, limit: int = 20) -> None:
-        """Record a warning; after `limit` warnings only the counters keep counting."""
-        if len(self.warnings) < limit:
-            self.warnings.append(message)
-        elif len(self.warnings) == limit:
-            self.warnings.append("(further warnings not shown)")
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """Facts about a source, from its header and first frame (`probe`)."""
-
-    path: str
-    width: int  # upright
-    height: int  # upright
-    rotation: int  # display rotation applied, degrees counter-clockwise (0, 90, 180, 270)
-    fps: float | None  # average frame rate (an estimate for VFR; None if unknown)
-    duration: float | None  # seconds (None if unknown)
-    frame_count: int | None  # from the header; an estimate (None if unknown)
-    codec: str  # decoder name ("images" for an image sequence)
-    pix_fmt: str | None
-    start_time: float  # time of the first frame in seconds (container start offset)
-    time_base: str  # the stream's time base as "num/den"
-    has_audio: bool
-    stream: int  # which video stream, counted among video streams
-    video_streams: int
-    container: str  # FFmpeg format name, or "images"
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(H, W) upright."""
-        return (self.height, self.width)
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def probe(source: str | Path, stream: int | None = None, fps: float | None = None) -> VideoInfo:
@@ -218,14 +146,14 @@ def iter_frames(
     stats = stats if stats is not None else DecodeStats()
     images = list_image_frames(source)
     if images is not None:
-        frames = _iter_image_frames(images, fps or DEFAULT_IMAGE_FPS, stats)
+        frames = iter_image_frames(images, fps or DEFAULT_IMAGE_FPS, stats)
     else:
         frames = _iter_video_frames(_check_file(source), stream, threads, stats)
     yield from _select(frames, size, source_image, stride, start, end, max_frames, stats)
 
 
 def _select(
-    frames: Iterator[_Decoded],
+    frames: Iterator[DecodedFrame],
     size: tuple[int, int] | None,
     source_image: bool,
     stride: int,
@@ -267,42 +195,12 @@ def _select(
             close()
 
 
-@dataclass
-class _Decoded:
-    """A decoded frame not yet converted to RGB."""
-
-    index: int
-    pts: int | None
-    time: float
-    source_size: tuple[int, int]
-    keyframe: bool
-    corrupt: bool
-    convert_image: Callable[[tuple[int, int] | None], np.ndarray]  # size -> (H, W, 3) uint8
-
-    def convert(self, size: tuple[int, int] | None, source_image: bool) -> Frame:
-        image = self.convert_image(size)
-        full = None
-        if source_image:
-            full = image if size is None or tuple(size) == self.source_size else None
-            full = full if full is not None else self.convert_image(None)
-        return Frame(
-            index=self.index,
-            pts=self.pts,
-            time=self.time,
-            image=image,
-            source_size=self.source_size,
-            keyframe=self.keyframe,
-            corrupt=self.corrupt,
-            source_image=full,
-        )
-
-
 def _iter_video_frames(
     path: Path,
     stream: int | None,
     threads: int | str,
     stats: DecodeStats,
-) -> Iterator[_Decoded]:
+) -> Iterator[DecodedFrame]:
     with _open(path) as container:
         video = _select_stream(container, path, stream)
         _configure_threads(video, threads)
@@ -311,7 +209,7 @@ def _iter_video_frames(
         frame_duration = 1 / float(rate) if rate else 1 / 25
         previous_time: float | None = None
         rotation_warned = False
-        scalers = _Scalers()
+        scalers = Scalers()
         index = -1
         for frame in _decode(container, video, stats):
             index += 1
@@ -331,7 +229,7 @@ def _iter_video_frames(
             source_size = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
             if frame.is_corrupt:
                 stats.corrupt_frames += 1
-            yield _Decoded(
+            yield DecodedFrame(
                 index=index,
                 pts=frame.pts,
                 time=time,
@@ -347,25 +245,8 @@ def _iter_video_frames(
             )
 
 
-class _Scalers:
-    """One swscale context per output size, reused across frames: building a context per
-    frame (what `frame.to_ndarray(width=...)` does) made conversion 6-10x slower."""
-
-    def __init__(self) -> None:
-        self._by_size: dict[object, object] = {}
-
-    def reformat(self, frame: object, **options: object) -> np.ndarray:
-        from av.video.reformatter import VideoReformatter
-
-        key = (options.get("width"), options.get("height"))
-        scaler = self._by_size.get(key)
-        if scaler is None:
-            scaler = self._by_size[key] = VideoReformatter()
-        return scaler.reformat(frame, **options).to_ndarray()  # type: ignore[attr-defined]
-
-
 def _converter(
-    frame: object, turns: int, scalers: _Scalers
+    frame: object, turns: int, scalers: Scalers
 ) -> Callable[[tuple[int, int] | None], np.ndarray]:
     """A function giving the frame as upright (H, W, 3) uint8 RGB at a size (H, W) (None:
     the source size)."""
@@ -502,90 +383,3 @@ def _is_attached_picture(video: object) -> bool:
     import av.stream
 
     return bool(video.disposition & av.stream.Disposition.attached_pic)  # type: ignore[attr-defined]
-
-
-def _iter_image_frames(images: list[Path], fps: float, stats: DecodeStats) -> Iterator[_Decoded]:
-    """Frames of an image sequence, timed at index / fps; unreadable files skipped."""
-    if not fps > 0 or not math.isfinite(fps):
-        raise UserError(f"--fps: must be a positive number, got {fps}")
-    first_size: tuple[int, int] | None = None
-    scalers = _Scalers()
-    index = -1
-    for path in images:
-        try:
-            image = read_image(path)
-        except (OSError, ValueError) as error:
-            stats.unreadable_images += 1
-            stats.warn(f"{path}: skipped an unreadable image ({error})")
-            continue
-        index += 1
-        stats.decoded += 1
-        source_size = (int(image.shape[0]), int(image.shape[1]))
-        if first_size is None:
-            first_size = source_size
-        elif source_size != first_size:
-            stats.warn(f"{path}: size {source_size} differs from the first frame's {first_size}")
-        yield _Decoded(
-            index=index,
-            pts=index,
-            time=index / fps,
-            source_size=source_size,
-            keyframe=True,
-            corrupt=False,
-            convert_image=_image_converter(image, first_size, scalers),
-        )
-    if stats.decoded == 0:
-        raise UserError(f"{images[0].parent}: none of the {len(images)} images could be read")
-
-
-def _image_converter(
-    image: np.ndarray, default_size: tuple[int, int], scalers: _Scalers
-) -> Callable[[tuple[int, int] | None], np.ndarray]:
-    """Resize with the same swscale resampler as video frames (so a video and its frames
-    extracted as images give the same model input). Size None: the first frame's size, so
-    every frame of a sequence comes out the same size."""
-
-    def convert(size: tuple[int, int] | None) -> np.ndarray:
-        size = size or default_size
-        if image.shape[:2] == tuple(size):
-            return image
-        import av
-
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        height, width = size
-        return scalers.reformat(
-            frame, format="rgb24", width=width, height=height, interpolation=INTERPOLATION
-        )
-
-    return convert
-
-
-def _probe_images(source: str | Path, images: list[Path], fps: float | None) -> VideoInfo:
-    rate = fps or DEFAULT_IMAGE_FPS
-    first = None
-    for path in images:
-        try:
-            first = read_image(path)
-            break
-        except (OSError, ValueError):
-            continue
-    if first is None:
-        raise UserError(f"{source}: none of the {len(images)} images could be read")
-    return VideoInfo(
-        path=str(source),
-        width=int(first.shape[1]),
-        height=int(first.shape[0]),
-        rotation=0,
-        fps=rate,
-        duration=len(images) / rate,
-        frame_count=len(images),
-        codec="images",
-        pix_fmt=None,
-        start_time=0.0,
-        # pts = index, so the time base is one frame (29.97 -> 1001/30000).
-        time_base=str(1 / Fraction(rate).limit_denominator(1001)),
-        has_audio=False,
-        stream=0,
-        video_streams=1,
-        container="images",
-    )

@@ -2,18 +2,27 @@
 
 `list_image_frames` decides whether a source names an image sequence and lists its files in
 natural order (`frame_2.png` before `frame_10.png`); `read_image` loads one frame upright
-(EXIF orientation applied) as RGB.
+(EXIF orientation applied) as RGB; `iter_image_frames` / `probe_images` are the image-sequence
+halves of decode.py's `iter_frames` / `probe` (frames timed at index / fps, resized with the
+same swscale resampler as video frames).
 """
 
 from __future__ import annotations
 
 import glob
+import math
 import re
+from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.video.frames import INTERPOLATION, DecodedFrame, DecodeStats, Scalers, VideoInfo
+
+# Frame rate given to image sequences when the caller names none (a common dataset rate).
+DEFAULT_IMAGE_FPS = 25.0
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
@@ -85,3 +94,90 @@ def read_image(path: Path) -> np.ndarray:
             gray = (array * 255 // top).astype(np.uint8)
             return np.repeat(gray[:, :, None], 3, axis=2)
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def iter_image_frames(images: list[Path], fps: float, stats: DecodeStats) -> Iterator[DecodedFrame]:
+    """Frames of an image sequence, timed at index / fps; unreadable files skipped."""
+    if not fps > 0 or not math.isfinite(fps):
+        raise UserError(f"--fps: must be a positive number, got {fps}")
+    first_size: tuple[int, int] | None = None
+    scalers = Scalers()
+    index = -1
+    for path in images:
+        try:
+            image = read_image(path)
+        except (OSError, ValueError) as error:
+            stats.unreadable_images += 1
+            stats.warn(f"{path}: skipped an unreadable image ({error})")
+            continue
+        index += 1
+        stats.decoded += 1
+        source_size = (int(image.shape[0]), int(image.shape[1]))
+        if first_size is None:
+            first_size = source_size
+        elif source_size != first_size:
+            stats.warn(f"{path}: size {source_size} differs from the first frame's {first_size}")
+        yield DecodedFrame(
+            index=index,
+            pts=index,
+            time=index / fps,
+            source_size=source_size,
+            keyframe=True,
+            corrupt=False,
+            convert_image=_image_converter(image, first_size, scalers),
+        )
+    if stats.decoded == 0:
+        raise UserError(f"{images[0].parent}: none of the {len(images)} images could be read")
+
+
+def _image_converter(
+    image: np.ndarray, default_size: tuple[int, int], scalers: Scalers
+) -> Callable[[tuple[int, int] | None], np.ndarray]:
+    """Resize with the same swscale resampler as video frames (so a video and its frames
+    extracted as images give the same model input). Size None: the first frame's size, so
+    every frame of a sequence comes out the same size."""
+
+    def convert(size: tuple[int, int] | None) -> np.ndarray:
+        size = size or default_size
+        if image.shape[:2] == tuple(size):
+            return image
+        import av
+
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        height, width = size
+        return scalers.reformat(
+            frame, format="rgb24", width=width, height=height, interpolation=INTERPOLATION
+        )
+
+    return convert
+
+
+def probe_images(source: str | Path, images: list[Path], fps: float | None) -> VideoInfo:
+    rate = fps or DEFAULT_IMAGE_FPS
+    first = None
+    for path in images:
+        try:
+            first = read_image(path)
+            break
+        except (OSError, ValueError):
+            continue
+    if first is None:
+        raise UserError(f"{source}: none of the {len(images)} images could be read")
+    return VideoInfo(
+        path=str(source),
+        width=int(first.shape[1]),
+        height=int(first.shape[0]),
+        rotation=0,
+        fps=rate,
+        duration=len(images) / rate,
+        frame_count=len(images),
+        codec="images",
+        pix_fmt=None,
+        start_time=0.0,
+        # pts = index, so the time base is one frame (29.97 -> 1001/30000).
+        time_base=str(1 / Fraction(rate).limit_denominator(1001)),
+        has_audio=False,
+        stream=0,
+        video_streams=1,
+        container="images",
+    )
