@@ -122,9 +122,8 @@ def _export_vipseg(
         stem = f"{t:06d}"
         _save_png(ids, folder / f"{stem}.png")
         images.append({"id": stem, "file_name": f"{stem}.png", "height": height, "width": width})
-        annotations.append(
-            {"image_id": stem, "file_name": f"{stem}.png", "segments_info": list(segments.values())}
-        )
+        # no image_id: the store cannot know the dataset's ids; frames pair by position
+        annotations.append({"file_name": f"{stem}.png", "segments_info": list(segments.values())})
     data = {
         "videos": [{"video_id": name, "images": images}],
         "annotations": [{"video_id": name, "annotations": annotations}],

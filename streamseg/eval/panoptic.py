@@ -207,10 +207,12 @@ def summarize_stats(
     """The report: {"All", "Things", "Stuff": {"pq", "sq", "rq", "n"}, "per_class": {"<id>":
     {"pq", "sq", "rq"}}}, values as fractions (panopticapi's convention)."""
     result: dict[str, Any] = {}
+    per_class_all: dict[int, dict[str, float]] = {}
     for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
         result[name], per_class = average_pq(stats, categories, isthing)
         if isthing is None:
-            result["per_class"] = {str(k): v for k, v in per_class.items()}
+            per_class_all = per_class
+    result["per_class"] = {str(k): v for k, v in per_class_all.items()}
     return result
 
 
