@@ -204,3 +204,11 @@ def test_large_official_checkpoints(preset, key_file, tmp_path) -> None:
     model.void_embedding.weight.data.zero_()
     load_official_checkpoint(model, tmp_path / "full.pth")
     assert assert_landed(model, rows) == len(rows) - 1
+
+
+def test_legacy_torch_format_loads(tiny_model, tmp_path) -> None:
+    state = {k: v.clone() + 1 for k, v in tiny_model.state_dict().items()}
+    path = tmp_path / "legacy.pth"
+    torch.save({"model": state}, path, _use_new_zipfile_serialization=False)
+    load_official_checkpoint(tiny_model, path)
+    assert torch.equal(tiny_model.void_embedding.weight, state["void_embedding.weight"])

@@ -60,7 +60,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
             data: object = load_file(str(path), device="cpu")
         else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            try:  # memory-mapped: a gigabyte checkpoint is not held twice in memory
+                data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) files cannot be mapped; truncated ones
+                data = torch.load(path, map_location="cpu", weights_only=True)  # fail here
     except Exception as error:  # noqa: BLE001 - any failure means an unusable file
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(
