@@ -70,7 +70,7 @@ class FakeSegmenter:
         self.delay = delay
         self.calls: list[int] = []
 
-    def set_vocabulary(self, classes: object) -> FakeVocabulary:
+    def set_vocabulary(self, classes: object, cache_dir: object = None) -> FakeVocabulary:
         return self.vocabulary
 
     def segment(

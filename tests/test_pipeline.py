@@ -4,7 +4,6 @@ packets, flat memory over thousands of frames."""
 
 from __future__ import annotations
 
-import tracemalloc
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -198,26 +197,26 @@ def test_corrupt_packets_recorded_and_warned(tmp_path: Path, blobs: Path) -> Non
 
 
 def test_memory_stays_flat_over_thousands_of_frames(tmp_path: Path) -> None:
-    """2000 tiny frames: Python/numpy memory after the first quarter must not keep growing
-    (anything kept per frame - labels 4 KB, segments, images - would add megabytes)."""
+    """2000 tiny frames: the process's resident memory after the first quarter must not keep
+    growing (anything kept per frame - a 4 KB label map, segments, images - would add 6+ MB
+    over the last 1500 frames; observed growth without a leak: about 0.5 MB)."""
+    import psutil
+
     path = make_blob_video(tmp_path / "long.mp4", frames=2000, height=32, width=32)
+    process = psutil.Process()
     samples: list[int] = []
     config = replace(_config(batch_size=8), store=StoreSettings(commit_frames=64))
-    tracemalloc.start()
-    try:
-        summary = run_video(
-            path,
-            tmp_path / "s.zarr",
-            config=config,
-            segmenter=FakeSegmenter(),
-            progress=lambda frames: samples.append(tracemalloc.get_traced_memory()[0]),
-        )
-    finally:
-        tracemalloc.stop()
-    assert summary.frames == 2000
+    summary = run_video(
+        path,
+        tmp_path / "s.zarr",
+        config=config,
+        segmenter=FakeSegmenter(),
+        progress=lambda frames: samples.append(process.memory_info().rss),
+    )
+    assert summary.frames == 2000 and len(samples) >= 30
     quarter = len(samples) // 4
     growth = max(samples[quarter:]) - samples[quarter]
-    assert growth < 1_500_000, f"memory grew by {growth} bytes over {2000 * 3 // 4} frames"
+    assert growth < 3_000_000, f"memory grew by {growth} bytes over {2000 * 3 // 4} frames"
 
 
 class _CrashAfter:
