@@ -137,6 +137,8 @@ def _export_youtube_vis(prediction: Any, out: Path, name: str, cats: list) -> in
     from streamseg.video.rle import encode_mask
 
     things = {int(c["id"]) for c in cats if int(c.get("isthing", 0)) == 1}
+    # YouTube-VIS video ids are integers: a numeric --video becomes one
+    video: str | int = int(name) if name.isdigit() else name
     frames = len(prediction)
     tracks: dict[int, dict[str, Any]] = {}
     for t in range(frames):
@@ -147,7 +149,7 @@ def _export_youtube_vis(prediction: Any, out: Path, name: str, cats: list) -> in
             entry = tracks.setdefault(
                 track_id,
                 {
-                    "video_id": name,
+                    "video_id": video,
                     "category_id": info["category_id"],
                     "score": prediction.track_score.get(track_id, 1.0),
                     "segmentations": [None] * frames,

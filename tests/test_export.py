@@ -170,8 +170,9 @@ def test_without_dataset_the_vocabulary_gives_ids(store, tmp_path):
 
 
 def test_youtube_vis_and_png(store, tmp_path):
-    export_store(store, tmp_path / "y", "youtube-vis")
+    export_store(store, tmp_path / "y", "youtube-vis", video_id="3")
     results = json.loads((tmp_path / "y" / "results.json").read_text())
+    assert {r["video_id"] for r in results} == {3}
     assert [r["category_id"] for r in results] == [1, 4]  # thing tracks only: dog, kite
     kite = results[1]
     assert kite["segmentations"][:2] == [None, None]
