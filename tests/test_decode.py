@@ -354,3 +354,47 @@ def test_source_image_alongside_a_small_image(cases: dict[str, Path], name: str)
     plain = next(iter(iter_frames(cases[name], source_image=True)))
     assert plain.source_image is plain.image
     assert next(iter(iter_frames(cases[name]))).source_image is None
+
+
+@pytest.mark.parametrize(
+    ("name", "spec"),
+    [
+        ("long.mp4", videos.VideoSpec(frames=150, fps=10, options=(("g", "25"),))),
+        ("long.mkv", videos.VideoSpec(frames=150, fps=10, start=2.0, options=(("g", "25"),))),
+        (
+            "long.webm",
+            videos.VideoSpec(codec="libvpx-vp9", frames=150, fps=10, options=(("g", "25"),)),
+        ),
+    ],
+)
+def test_seeking_to_a_late_start_gives_the_same_frames(
+    tmp_path: Path, name: str, spec: videos.VideoSpec
+) -> None:
+    """15 s at 10 fps: --start 11.3 seeks (>= SEEK_MIN_SECONDS) and must give exactly what
+    decoding every frame gives (numbers, times, pictures)."""
+    path = videos.make_video(tmp_path / name, spec)
+    stats = DecodeStats()
+    sought = list(iter_frames(path, start=11.3, end=13.0, stride=2, stats=stats))
+    linear = list(iter_frames(path, start=11.3, end=13.0, stride=2, seek=False))
+    assert [f.index for f in sought] == [f.index for f in linear] == list(range(113, 130, 2))
+    np.testing.assert_allclose([f.time for f in sought], [f.time for f in linear])
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(sought, linear, strict=True))
+    assert [videos.read_index(f.image) for f in sought] == [i % 25 for i in range(113, 130, 2)]
+    # Only the frames from about a keyframe before the target were decoded.
+    assert stats.decoded < 60 and stats.warnings == []
+
+
+def test_seeking_in_vfr_video_loses_no_frame(tmp_path: Path) -> None:
+    """Variable rate: after a seek the frame numbers are estimates, but the frames (times and
+    pictures) are exactly those of decoding everything."""
+    steps = np.random.default_rng(0).choice([0.02, 0.05, 0.1, 0.3], size=120)
+    times = tuple(float(t) for t in np.round(np.cumsum(steps) - steps[0], 3))
+    path = videos.make_video(tmp_path / "vfr.mp4", times=times, options=(("g", "20"),))
+    start = times[-1] - 2.0
+    assert start >= 10.0
+    sought = list(iter_frames(path, start=start))
+    linear = list(iter_frames(path, start=start, seek=False))
+    assert [f.time for f in sought] == [f.time for f in linear]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(sought, linear, strict=True))
+    indices = [f.index for f in sought]
+    assert indices == sorted(set(indices))

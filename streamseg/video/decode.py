@@ -40,6 +40,10 @@ from streamseg.video.sources import probe_images as _probe_images
 
 __all__ = ["DecodeStats", "Frame", "VideoInfo", "iter_frames", "probe"]
 
+# `start` from which iter_frames seeks instead of decoding every earlier frame, and how far
+# before the target it seeks (the demuxer lands on the keyframe before that point).
+SEEK_MIN_SECONDS = 10.0
+SEEK_MARGIN_SECONDS = 1.0
 # Frame threading pays off only on large frames: on 2 cores it decoded 1280x720 H.264 1.15-1.4x
 # faster and 320x240-640x480 no faster (slice threading, PyAV's default, is kept below this).
 FRAME_THREADING_MIN_PIXELS = 1280 * 720
@@ -114,6 +118,7 @@ def iter_frames(
     stats: DecodeStats | None = None,
     fps: float | None = None,
     source_image: bool = False,
+    seek: bool = True,
 ) -> Iterator[Frame]:
     """Yield the frames of a video file, or of a folder / glob of images, upright RGB.
 
@@ -130,6 +135,9 @@ def iter_frames(
         stats: filled with counts of decoded / corrupt / skipped frames and warnings.
         fps: frame rate of an image sequence (default 25); ignored for video files.
         source_image: also give each frame at the upright source size (`Frame.source_image`).
+        seek: with `start` of SEEK_MIN_SECONDS or more, seek instead of decoding up to it;
+            frame numbers (`Frame.index`) after the seek are then counted from the average
+            frame rate: exact for constant-rate video, an estimate for variable rate.
 
     Raises:
         UserError: missing / empty / not a video / no such video stream / nothing decodable;
@@ -148,7 +156,8 @@ def iter_frames(
     if images is not None:
         frames = iter_image_frames(images, fps or DEFAULT_IMAGE_FPS, stats)
     else:
-        frames = _iter_video_frames(_check_file(source), stream, threads, stats)
+        seek_to = start if seek and start is not None and start >= SEEK_MIN_SECONDS else None
+        frames = _iter_video_frames(_check_file(source), stream, threads, stats, seek_to)
     yield from _select(frames, size, source_image, stride, start, end, max_frames, stats)
 
 
@@ -200,6 +209,7 @@ def _iter_video_frames(
     stream: int | None,
     threads: int | str,
     stats: DecodeStats,
+    seek_to: float | None = None,
 ) -> Iterator[DecodedFrame]:
     with _open(path) as container:
         video = _select_stream(container, path, stream)
@@ -211,8 +221,8 @@ def _iter_video_frames(
         rotation_warned = False
         scalers = Scalers()
         index = -1
-        for frame in _decode(container, video, stats):
-            index += 1
+        for frame, estimated in _decode_with_seek(container, video, stats, seek_to, rate):
+            index = index + 1 if estimated is None else max(estimated, index + 1)
             stats.decoded += 1
             if frame.pts is not None:
                 time = float(frame.pts * (frame.time_base or time_base))
@@ -268,6 +278,70 @@ def _converter(
         return image
 
     return convert
+
+
+def _decode_with_seek(
+    container: object,
+    video: object,
+    stats: DecodeStats,
+    seek_to: float | None,
+    rate: Fraction | None,
+) -> Iterator[tuple[object, int | None]]:
+    """Decoded frames with, after a seek, their frame number estimated from the rate.
+
+    Without `seek_to`, every frame is decoded (numbers are counted by the caller: None).
+    With it: the first frame gives the time origin t0, the demuxer seeks to the keyframe
+    before t0 + seek_to - SEEK_MARGIN_SECONDS, and frames continue from there, numbered
+    round((time - t0) x rate). A seek that fails or lands past the target falls back to
+    decoding from the start, so no frame at or after the target is ever lost.
+    """
+    import av
+
+    decoded = _decode(container, video, stats)
+    first = next(decoded, None)
+    if first is None:
+        return
+    yield first, None
+    if seek_to is None or not rate or first.pts is None:
+        for frame in decoded:
+            yield frame, None
+        return
+    time_base = first.time_base or video.time_base  # type: ignore[attr-defined]
+    first_time = float(first.pts * time_base)  # type: ignore[attr-defined]
+    target = first_time + seek_to
+    try:
+        offset = round((target - SEEK_MARGIN_SECONDS) / time_base)
+        container.seek(offset, stream=video, backward=True)  # type: ignore[attr-defined]
+        video.codec_context.flush_buffers()  # type: ignore[attr-defined]
+    except (av.error.FFmpegError, OSError):
+        for frame in decoded:  # not seekable: the demuxer is where it was
+            yield frame, None
+        return
+    decoded.close()
+    resumed = _decode(container, video, stats)
+    landed = None
+    for frame in resumed:
+        if frame.pts is None:
+            continue
+        time = float(frame.pts * (frame.time_base or time_base))
+        if landed is None:
+            landed = time
+            if landed > target + 1e-6:
+                break  # past the target (a poor index): start over below
+        if time <= first_time:
+            continue
+        yield frame, round((time - first_time) * float(rate))
+    else:
+        return
+    # Fall back: decode from the start, skipping the frame already given.
+    resumed.close()
+    stats.warn(f"{container.name}: seeking to --start failed; decoding from the start")  # type: ignore[attr-defined]
+    container.seek(0, stream=video, backward=True)  # type: ignore[attr-defined]
+    video.codec_context.flush_buffers()  # type: ignore[attr-defined]
+    for frame in _decode(container, video, stats):
+        if frame.pts is not None and float(frame.pts * time_base) <= first_time:
+            continue
+        yield frame, None
 
 
 def _decode(container: object, video: object, stats: DecodeStats) -> Iterator[object]:
