@@ -196,8 +196,10 @@ class SegmentationTrackingQuality:
             sem_true * self.size + sem_pred, minlength=self.size * self.size
         ).reshape(self.size, self.size)
 
-        gt_thing = np.isin(sem_true, self.thing_classes)
-        pred_thing = np.isin(sem_pred, self.thing_classes)
+        is_thing = np.zeros(self.size, dtype=bool)  # lookup table: faster than np.isin
+        is_thing[self.thing_classes[self.thing_classes < self.size]] = True
+        gt_thing = is_thing[sem_true]
+        pred_thing = is_thing[sem_pred]
         crowd = gt_thing & ((y_true & ((1 << self.shift) - 1)) == 0)
         gt_thing &= ~crowd
         pred_thing &= ~crowd  # no penalty for predictions on crowd regions
