@@ -31,6 +31,7 @@ from streamseg.train.data import PanopticDataset, Sample, collate_samples
 CHECKPOINT = "last.pt"
 METRICS = "metrics.jsonl"
 MODEL_FOLDER = "model"
+CLIP_PREFIX = "backbone.clip_model."
 
 
 # ------------------------------------------------------------------------------ distributed
@@ -375,7 +376,9 @@ def train(
         if not (out / CHECKPOINT).is_file():
             raise UserError(f"{out / CHECKPOINT}: no checkpoint to resume from")
         state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+        if unexpected or any(not k.startswith(CLIP_PREFIX) for k in missing):
+            raise UserError(f"{out / CHECKPOINT}: does not fit this recipe's model")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -388,7 +391,10 @@ def train(
         if rank == 0:
             _atomic_save(
                 {
-                    "model": model.state_dict(),
+                    # The frozen CLIP is rebuilt from the recipe (clip_weights): not stored.
+                    "model": {
+                        k: v for k, v in model.state_dict().items() if not k.startswith(CLIP_PREFIX)
+                    },
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
