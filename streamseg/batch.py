@@ -486,12 +486,13 @@ def plan_video(
     overlap_frames: int,
     start: float | None = None,
     end: float | None = None,
+    stream: int | None = None,
 ) -> list[Any]:
     """One task: probe `source` and cut it into time shards (`streamseg.shard.plan_shards`)."""
     from streamseg.shard import plan_shards
     from streamseg.video.decode import probe
 
-    info = probe(source)
+    info = probe(source, stream=stream)
     return plan_shards(info.duration, info.fps, shard_seconds, overlap_frames, start=start, end=end)
 
 
@@ -716,6 +717,7 @@ def run_batch(
                     overlap_frames,
                     decode.start,
                     decode.end,
+                    decode.stream,
                     key=_task_key(
                         "plan", output, source, shard_seconds, overlap_frames, fingerprint
                     ),

@@ -252,7 +252,7 @@ def stitch_stores(
     iou_threshold: float = 0.5,
     start: float | None = None,
     end: float | None = None,
-    block_frames: int = 16,
+    block_bytes: int = 32 << 20,
 ) -> int:
     """Join the finished stores of consecutive time shards into one store at `output`.
 
@@ -273,7 +273,8 @@ def stitch_stores(
         output: the final store.
         iou_threshold: lowest space-time mask IoU linking two tracks across a boundary.
         start, end: the decode range of the whole run (recorded in the settings).
-        block_frames: frames written per block.
+        block_bytes: label bytes per written block (whole frames, 1 to 64 of them): few
+            store writes for small frames, bounded memory for large ones.
 
     Returns:
         Frames in the final store.
@@ -297,7 +298,9 @@ def stitch_stores(
             compression_level=int(store_settings.get("compression_level", 3)),
             table_chunk=int(store_settings.get("table_chunk", 4096)),
         )
-        _write_stitched(store, readers, iou_threshold, block_frames)
+        height, width = readers[0].label_size
+        block = max(1, min(64, block_bytes // (4 * height * width)))
+        _write_stitched(store, readers, iou_threshold, block)
         last = readers[-1].attrs
         warnings = list(dict.fromkeys(w for r in readers for w in r.attrs.get("warnings", [])))
         # Shards decode from the start of the file (seeking is not used), so the last one
