@@ -277,3 +277,28 @@ def test_real_tiny_model_run_and_resume(tmp_path: Path, blobs: Path) -> None:
         order = np.argsort(segments["track_id"][rows])
         np.testing.assert_array_equal(ids, segments["track_id"][rows][order])
         np.testing.assert_array_equal(counts, segments["area"][rows][order])
+
+
+class _Interrupting(FakeSegmenter):
+    def __init__(self, calls: int) -> None:
+        super().__init__()
+        self.left = calls
+
+    def segment(self, frames, output_size=None):
+        if self.left == 0:
+            raise KeyboardInterrupt
+        self.left -= 1
+        return super().segment(frames, output_size)
+
+
+def test_ctrl_c_commits_every_whole_batch_then_resumes(tmp_path: Path, blobs: Path) -> None:
+    # commits every 24 frames: without the clean stop, nothing would be committed
+    config = replace(_config(batch_size=3), store=StoreSettings(commit_frames=24))
+    with pytest.raises(KeyboardInterrupt):
+        run_video(blobs, tmp_path / "s.zarr", config=config, segmenter=_Interrupting(3))
+    partial = open_store(tmp_path / "s.zarr")
+    assert partial.status == "running" and len(partial) == 9
+    summary = run_video(blobs, tmp_path / "s.zarr", config=config, segmenter=FakeSegmenter())
+    assert summary.resumed_from == 9
+    run_video(blobs, tmp_path / "one.zarr", config=config, segmenter=FakeSegmenter())
+    _assert_same_store(tmp_path / "one.zarr", tmp_path / "s.zarr")

@@ -493,6 +493,7 @@ def run_video(
     writer = _Writer(store, overlay_writer, progress)
     processed = 0
     segment_began = time.monotonic()
+    sent_state: str | None = None  # tracker state after the last batch given to the writer
     try:
         # Committed frames: decoded again (cheap) but not segmented; redrawn for the overlay.
         if done:
@@ -539,22 +540,27 @@ def run_video(
             }
             processed += len(batch)
             since_commit += len(batch)
+            sent_state = tracker.state.to_json()
             commit = None
             if since_commit >= commit_frames:
-                commit = (tracker.state.to_json(), _decode_facts(stats))
+                commit = (sent_state, _decode_facts(stats))
                 since_commit = 0
             writer.put((labels, frame_columns, _columns(rows), overlay_items, commit))
         # The last partial block.
-        writer.put(
-            (
-                np.zeros((0, *label_size), np.int32),
-                {k: np.zeros(0) for k in ("index", "pts", "time", "keyframe", "corrupt")},
-                _columns([]),
-                [],
-                (tracker.state.to_json(), _decode_facts(stats)),
-            )
-        )
+        writer.put(_empty_block(label_size, (tracker.state.to_json(), _decode_facts(stats))))
         writer.close()
+    except KeyboardInterrupt:
+        # A clean stop (Ctrl-C): commit every whole batch already handed to the writer, with
+        # the tracker state after the last of them (a batch cut midway is not committed), so
+        # nothing processed is lost and a rerun resumes right there.
+        with contextlib.suppress(BaseException):
+            if sent_state is not None:
+                writer.put(_empty_block(label_size, (sent_state, _decode_facts(stats))))
+            writer.close()
+        if overlay_writer is not None:
+            with contextlib.suppress(BaseException):
+                overlay_writer.close()
+        raise
     except BaseException:
         with contextlib.suppress(BaseException):
             writer.close()
@@ -597,6 +603,17 @@ def run_video(
         corrupt_frames=stats.corrupt_frames,
         overlay=str(overlay_path) if overlay_path is not None else None,
         warnings=messages,
+    )
+
+
+def _empty_block(label_size: tuple[int, int], commit: tuple[str, dict[str, Any]]) -> tuple:
+    """A writer item without frames that only commits."""
+    return (
+        np.zeros((0, *label_size), np.int32),
+        {key: np.zeros(0) for key in ("index", "pts", "time", "keyframe", "corrupt")},
+        _columns([]),
+        [],
+        commit,
     )
 
 
