@@ -302,3 +302,26 @@ def test_ctrl_c_commits_every_whole_batch_then_resumes(tmp_path: Path, blobs: Pa
     assert summary.resumed_from == 9
     run_video(blobs, tmp_path / "one.zarr", config=config, segmenter=FakeSegmenter())
     _assert_same_store(tmp_path / "one.zarr", tmp_path / "s.zarr")
+
+
+def test_upright_labels_own_timestamps_and_image_folders(tmp_path: Path) -> None:
+    """Rotation metadata: labels at the upright size; VFR + start offset: the frames' own
+    times; a folder of images is a source too."""
+    rotated = videos.make_case(tmp_path, "rotated90")  # coded 48x64 (WxH), displayed 64x48
+    summary = run_video(rotated, tmp_path / "r.zarr", config=_config(), segmenter=FakeSegmenter())
+    assert summary.label_size == (48, 64)
+    reader = open_store(tmp_path / "r.zarr")
+    assert reader.labels().shape == (12, 48, 64)
+    # upright pattern: red quadrant top-left, blue bottom-left (the fake's classes 0 and 1)
+    tracks = reader.tracks
+    classes = dict(zip(tracks["track_id"].tolist(), tracks["class_id"].tolist(), strict=True))
+    labels = reader.labels(0)
+    assert classes[int(labels[3, 3])] == 0 and classes[int(labels[44, 3])] == 1
+    vfr = videos.make_case(tmp_path, "offset")
+    run_video(vfr, tmp_path / "v.zarr", config=_config(), segmenter=FakeSegmenter())
+    times = open_store(tmp_path / "v.zarr").frames["time"]
+    np.testing.assert_allclose(times, [1.5 + t for t in videos.VFR_TIMES], atol=1e-3)
+    folder = videos.make_image_folder(tmp_path / "frames", frames=5)
+    summary = run_video(folder, tmp_path / "f.zarr", config=_config(), segmenter=FakeSegmenter())
+    assert summary.frames == 5
+    np.testing.assert_allclose(open_store(tmp_path / "f.zarr").frames["time"], np.arange(5) / 25)
