@@ -48,8 +48,7 @@ def test_tracks_over_a_real_video(tmp_path: Path, blobs: Path) -> None:
     reader = open_store(tmp_path / "s.zarr")
     assert reader.label_size == (48, 64)
     tracks = reader.tracks
-    # ids in order of creation: ground (stuff, segment 3 but first in class order? no: the
-    # tracker gives stuff ids first), red, blue
+    # one track per object; which id each got depends on the tracker's order (stuff first)
     by_class = dict(zip(tracks["class_id"].tolist(), tracks["track_id"].tolist(), strict=True))
     assert set(by_class) == {0, 1, 2}
     red, blue, ground = by_class[0], by_class[1], by_class[2]
@@ -213,7 +212,7 @@ def test_memory_stays_flat_over_thousands_of_frames(tmp_path: Path) -> None:
         segmenter=FakeSegmenter(),
         progress=lambda frames: samples.append(process.memory_info().rss),
     )
-    assert summary.frames == 2000 and len(samples) >= 30
+    assert summary.frames == 2000 and len(samples) >= 200
     quarter = len(samples) // 4
     growth = max(samples[quarter:]) - samples[quarter]
     assert growth < 3_000_000, f"memory grew by {growth} bytes over {2000 * 3 // 4} frames"

@@ -262,6 +262,7 @@ class _Writer:
         self.store = store
         self.overlay = overlay
         self._callback = callback
+        self._frames = store.committed_frames  # frames handed over so far (for progress)
         self.error: BaseException | None = None
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=WRITER_QUEUE)
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
@@ -301,12 +302,13 @@ class _Writer:
                 if self.overlay is not None:
                     for image, frame_labels, names, pts, seconds in overlay_items:
                         self.overlay.write(image, frame_labels, names, pts=pts, time=seconds)
+                self._frames += labels.shape[0]
                 if commit is not None:
                     self.store.write_block(*_concatenate(pending), commit=False)
                     pending.clear()
                     self.store.commit(*commit)
-                    if self._callback is not None:
-                        self._callback(self.store.committed_frames)
+                if self._callback is not None and (labels.shape[0] or commit is not None):
+                    self._callback(self._frames)
         except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
             self.error = error
             # keep draining so that the producer never blocks on a dead writer
@@ -345,7 +347,8 @@ def run_video(
             `config.model.vocab` / `vocab_file`, else the segmenter's current one.
         overlay: output mp4 of the overlay (overrides `config.render.overlay`).
         overwrite: delete an existing store at `out` first.
-        progress: called with the number of frames committed so far, after each commit.
+        progress: called from the writer thread with the number of frames done so far
+            (committed, or committed within the next `commit_frames`), after each batch.
         start, end: seconds from the first frame (override `config.decode`; used by time
             shards).
         total_callback: called once with (expected frames or None, frames already done) before
