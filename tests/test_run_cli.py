@@ -101,6 +101,11 @@ def test_bad_inputs_one_line_exit_2(
     err = _error(["run", str(blobs), "--out", str(blocker / "s.zarr")], capsys)
     assert "cannot write" in err
     assert "not a store" in _error(["run", str(blobs), "--out", str(blocker)], capsys)
+    overlay = str(blocker / "o.mp4")
+    err = _error(
+        ["run", str(blobs), "--out", str(tmp_path / "n.zarr"), "--overlay", overlay], capsys
+    )
+    assert "o.mp4: cannot write" in err and not (tmp_path / "n.zarr").exists()
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -402,7 +402,9 @@ def run_video(
     identity = {
         "source": source_fingerprint(source, info),
         "model": model_id,
-        "vocabulary": _vocabulary_attrs(vocab)["names"],
+        # names, synonyms and thing/stuff when the vocabulary can say them (they all change
+        # the output), else the names
+        "vocabulary": _vocabulary_attrs(vocab).get("json", names),
         "stuff": [n for n, t in zip(names, vocab.is_thing, strict=True) if not t],
         "settings": settings,
         "label_size": list(label_size),
@@ -417,6 +419,11 @@ def run_video(
         ).hexdigest(),
         "tracker": {"matching": "things with things (class penalty), stuff one id per class"},
     }
+    if overlay_path is not None:
+        # Checked before the store is touched: a bad --overlay must not leave a new store.
+        folder = overlay_path.resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UserError(f"{overlay_path}: cannot write (folder {folder} is not writable)")
     store = LabelStore.open(
         out,
         label_size=label_size,
