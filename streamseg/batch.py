@@ -525,9 +525,12 @@ def stitch_video(
         )
     for path in shard_outputs:
         shutil.rmtree(path, ignore_errors=True)
-    folder = Path(shard_outputs[0]).parent
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    # Empty folders go too (rmdir refuses non-empty ones, e.g. another video's shards).
+    for folder in (Path(shard_outputs[0]).parent, Path(shard_outputs[0]).parent.parent):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
     return {
         "status": "done",
         "frames": int(frames),

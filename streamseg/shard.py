@@ -288,6 +288,9 @@ def stitch_stores(
             raise RuntimeError(f"{reader.path}: shard store is not finished")
     identity, attrs = _stitched_metadata(readers[0], start, end, len(readers), iou_threshold)
     store_settings = identity["settings"]["store"]
+    # Leftovers of an attempt killed mid-way (its worker died) go first.
+    for stale in output.parent.glob(f".{output.name}.stitch-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     temp = output.with_name(f".{output.name}.stitch-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         store = LabelStore.open(

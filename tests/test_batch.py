@@ -465,7 +465,7 @@ def test_shards_stitch_to_the_one_pass_store(client: Client, tmp_path: Path) -> 
         progress=False,
     )
     assert [(r.status, r.frames) for r in records] == [("done", 60), ("done", 60)]
-    assert not any((out / ".shards").iterdir())  # shard stores removed after stitching
+    assert not (out / ".shards").exists()  # shard stores removed after stitching
 
     for record in records:
         reference = tmp_path / "ref" / Path(record.output).name
@@ -492,9 +492,8 @@ def test_shards_stitch_to_the_one_pass_store(client: Client, tmp_path: Path) -> 
     assert tracks["last_frame"].tolist() == [59, 14, 35, 55]
 
 
-def _kill_worker_running(client: Client, prefix: str) -> int:
+def _kill_worker_running(client: Client, pids: dict[str, int], prefix: str) -> int:
     """SIGKILL the worker process running a task whose key starts with `prefix`."""
-    pids = client.run(os.getpid)
     for address, keys in client.processing().items():
         if any(str(key).startswith(prefix) for key in keys):
             os.kill(pids[address], signal.SIGKILL)
@@ -506,8 +505,9 @@ def test_killed_worker_costs_only_a_retry(client: Client, tmp_path: Path) -> Non
     video = make_blob_video(tmp_path / "long.mp4", frames=48)
     # Commit every batch; slow batches so that the kill lands mid-task.
     config = _fake_config(commit_frames=4)
-    spec = RunSpec(config=config, segmenter_factory=functools.partial(FakeSegmenter, delay=0.2))
+    spec = RunSpec(config=config, segmenter_factory=functools.partial(FakeSegmenter, delay=0.3))
     out = tmp_path / "out"
+    pids = client.run(os.getpid)
     result: list[list[BatchRecord]] = []
     runner = threading.Thread(
         target=lambda: result.append(
@@ -519,11 +519,11 @@ def test_killed_worker_costs_only_a_retry(client: Client, tmp_path: Path) -> Non
     committed = 0
     for _ in range(ROUNDS):
         committed = read_progress(store).frames if store.exists() else 0
-        if committed >= 8:
+        if committed >= 4:
             break
         time.sleep(0.05)
-    assert 8 <= committed < 48
-    _kill_worker_running(client, "streamseg-run-long")
+    assert 4 <= committed < 48
+    _kill_worker_running(client, pids, "streamseg-run-long")
     runner.join(timeout=ROUNDS * 0.2)
     assert not runner.is_alive()
 
