@@ -175,12 +175,19 @@ class Tracker:
     def __init__(self, config: TrackerConfig | None = None, state: TrackerState | None = None):
         self.config = config or TrackerConfig()
         self._state = TrackerState() if state is None else state
-        # Decoded last masks, cached beside their RLE (the RLE is what the state keeps).
+        # Last masks of the live tracks; the state's RLE copies are refreshed only when the
+        # state is read (`state`), not every frame (RLE of a 1080p mask costs milliseconds).
         self._masks: dict[int, np.ndarray] = {}
+        self._stale: set[int] = set()
 
     @property
     def state(self) -> TrackerState:
         """The current state (live object; serialize with `.to_json()` to keep a copy)."""
+        if self._stale:
+            for track in self._state.tracks:
+                if track.id in self._stale:
+                    track.mask_counts = mask_to_counts(self._masks[track.id])
+            self._stale.clear()
         return self._state
 
     def class_of(self, track_id: int) -> int | None:
@@ -278,14 +285,15 @@ class Tracker:
             track.last_step = state.steps
             track.hits += 1
             track.size = list(panoptic.shape)
-            track.mask_counts = mask_to_counts(mask)
             self._masks[track_id] = mask
+            self._stale.add(track_id)
 
         # End thing tracks unseen for more than max_age processed frames.
         kept = []
         for track in state.tracks:
             if track.is_thing and state.steps - track.last_step > config.max_age:
                 self._masks.pop(track.id, None)
+                self._stale.discard(track.id)
                 continue
             kept.append(track)
         state.tracks = kept
