@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -321,8 +322,14 @@ def open_client(
         threads_per_worker=threads_per_worker,
         processes=True,
         host="127.0.0.1",
-        dashboard_address="127.0.0.1:0" if dashboard and _has_bokeh() else None,
+        # The scheduler's HTTP server runs in any case (health, metrics): on a free loopback
+        # port, not a fixed one; the dashboard pages on it only when wanted and bokeh is there.
+        dashboard_address="127.0.0.1:0",
+        scheduler_kwargs={"dashboard": dashboard and _has_bokeh()},
         resources=resources or None,
+        # A failing task's traceback would be logged by every worker that tried it; the
+        # manifest and the summary carry the error instead.
+        silence_logs=logging.CRITICAL,
     )
     try:
         with Client(cluster) as client:
@@ -699,9 +706,10 @@ def run_batch(
 
     if progress:
         client.subscribe_topic(PROGRESS_TOPIC, bar.on_event)
-        dashboard = getattr(client, "dashboard_link", None)
-        if dashboard and client.scheduler_info().get("services", {}).get("dashboard"):
-            print(f"streamseg batch: Dask dashboard at {dashboard}", file=sys.stderr)
+        # A LocalCluster has its dashboard only with bokeh; a remote scheduler decides itself.
+        has_dashboard = client.scheduler_info().get("services", {}).get("dashboard")
+        if has_dashboard and (getattr(client, "cluster", None) is None or _has_bokeh()):
+            print(f"streamseg batch: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
     last_save = 0.0
     try:
         for index, output in enumerate(outputs):

@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             shard_seconds=args.shard_seconds,
             overlap_frames=args.overlap_frames,
             iou_threshold=args.iou_threshold,
-            progress=not args.quiet,
+            progress=not args.quiet and sys.stderr.isatty(),
         )
     counts = {s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")}
     print(
