@@ -107,12 +107,15 @@ def test_plain_zarr_can_read_it(tmp_path: Path) -> None:
     import zarr
 
     path = tmp_path / "v.zarr"
-    store = _open(path)
-    _write(store, 0, 4)
+    store = _open(path, frames_per_shard=2)
+    _write(store, 0, 3)
+    _write(store, 3, 1)
     store.finish()
     group = zarr.open_group(str(path), mode="r")
     assert group["labels"].shape == (4, *SIZE)
-    assert group["labels"].chunks == (1, *SIZE)
+    assert group["labels"].chunks == (1, *SIZE) and group["labels"].shards == (2, *SIZE)
+    assert sorted(p.name for p in (path / "labels" / "c").iterdir()) == ["0", "1"]  # 2 shards
+    np.testing.assert_array_equal(group["labels"][3], _block(3, 1)[0][0])
     assert group["labels"].dtype == np.int32
     assert group.attrs["streamseg"]["status"] == "done"
     assert group.attrs["streamseg"]["frames"] == 4
@@ -120,9 +123,10 @@ def test_plain_zarr_can_read_it(tmp_path: Path) -> None:
     assert group["segments"]["track_id"].shape == (8,)
 
 
-def test_uncommitted_rows_are_dropped_on_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shard", [0, 3])
+def test_uncommitted_rows_are_dropped_on_resume(tmp_path: Path, shard: int) -> None:
     path = tmp_path / "v.zarr"
-    store = _open(path)
+    store = _open(path, frames_per_shard=shard)
     _write(store, 0, 2, state='{"a":1}')
     # a crash mid-block: data written to the arrays, no commit record
     labels, frames, segments = _block(2, 2)
@@ -133,12 +137,12 @@ def test_uncommitted_rows_are_dropped_on_resume(tmp_path: Path) -> None:
     del store
     reader = open_store(path)  # a reader during the run sees committed frames only
     assert len(reader) == 2 and reader.segments["track_id"].shape == (4,)
-    resumed = _open(path)
+    resumed = _open(path, frames_per_shard=shard)
     assert resumed.committed_frames == 2
     assert resumed.progress.tracker == '{"a":1}'
     _write(resumed, 2, 2)
     resumed.finish()
-    straight = _open(tmp_path / "w.zarr")
+    straight = _open(tmp_path / "w.zarr", frames_per_shard=shard)
     _write(straight, 0, 2)
     _write(straight, 2, 2)
     straight.finish()

@@ -432,6 +432,7 @@ def run_video(
         overwrite=overwrite,
         compression_level=config.store.compression_level,
         table_chunk=config.store.table_chunk,
+        frames_per_shard=config.store.frames_per_shard,
     )
     if store.done:
         reader = StoreReader(out)

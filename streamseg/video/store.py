@@ -157,6 +157,7 @@ class LabelStore:
         overwrite: bool = False,
         compression_level: int = 3,
         table_chunk: int = 4096,
+        frames_per_shard: int = 0,
     ) -> LabelStore:
         """Create a store, or reopen one made by the same run to resume it.
 
@@ -167,6 +168,7 @@ class LabelStore:
                 a store with another identity is refused unless `overwrite`.
             attrs: further attributes for a new store (source facts, vocabulary, ...).
             overwrite: delete an existing store and start over.
+            frames_per_shard: labels frames per shard file (0 = a file per frame).
         """
         import zarr
 
@@ -191,7 +193,7 @@ class LabelStore:
             group = zarr.open_group(str(path), mode="w", zarr_format=3)
         except OSError as error:
             raise UserError(f"{path}: cannot write ({error})") from None
-        _create_arrays(group, label_size, compression_level, table_chunk)
+        _create_arrays(group, label_size, compression_level, table_chunk, frames_per_shard)
         meta = {
             "schema_version": SCHEMA_VERSION,
             **json.loads(json.dumps(dict(attrs))),
@@ -327,7 +329,9 @@ class LabelStore:
         self.done = True
 
 
-def _create_arrays(group: Any, label_size: tuple[int, int], level: int, table_chunk: int) -> None:
+def _create_arrays(
+    group: Any, label_size: tuple[int, int], level: int, table_chunk: int, frames_per_shard: int
+) -> None:
     from zarr.codecs import ZstdCodec
 
     height, width = label_size
@@ -335,6 +339,8 @@ def _create_arrays(group: Any, label_size: tuple[int, int], level: int, table_ch
         "labels",
         shape=(0, height, width),
         chunks=(1, height, width),
+        # One writer per store (the pipeline's writer thread), so shard rewrites are safe.
+        shards=(frames_per_shard, height, width) if frames_per_shard > 0 else None,
         dtype="int32",
         fill_value=0,
         compressors=ZstdCodec(level=level),
