@@ -305,6 +305,7 @@ def stitch_stores(
         block = max(1, min(64, block_bytes // (4 * height * width)))
         _write_stitched(store, readers, iou_threshold, block)
         last = readers[-1].attrs
+        store.commit(extra=readers[-1].progress.extra)  # decode counters, as one pass keeps
         warnings = list(dict.fromkeys(w for r in readers for w in r.attrs.get("warnings", [])))
         # Shards decode from the start of the file (seeking is not used), so the last one
         # has seen every packet: its decode counters are those of one pass.

@@ -473,7 +473,9 @@ def test_shards_stitch_to_the_one_pass_store(client: Client, tmp_path: Path) -> 
         run_video(record.input, reference, config=config, segmenter=FakeSegmenter())
         _assert_same_store(Path(record.output), reference)
         stitched = open_store(record.output)
-        assert stitched.attrs["stitched"]["shards"] == 3
+        assert stitched.attrs.pop("stitched") == {"shards": 3, "iou_threshold": 0.5}
+        assert stitched.attrs == open_store(reference).attrs
+        assert stitched.progress.extra == open_store(reference).progress.extra
         # run_video recognizes the stitched store as its own finished store.
         summary = run_video(record.input, record.output, config=config, segmenter=FakeSegmenter())
         assert summary.status == "already done"
