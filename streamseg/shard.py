@@ -257,12 +257,13 @@ def stitch_stores(
     """Join the finished stores of consecutive time shards into one store at `output`.
 
     Every source frame is taken from the first shard that has it (frames are matched by
-    their source index); a later shard's frames that an earlier one also has are the overlap,
-    used only to link tracks. Thing tracks are linked by `match_tracks` on the overlap (stuff
-    pixels ignored); stuff keeps one id per class over the whole video, as the tracker does;
-    every other track gets the next new id in the shard's creation order. Segment rows are
-    ordered by frame, then final track id, as `run_video` writes them; the tracks table is
-    recomputed from the segments by `LabelStore.finish`.
+    their pts, or their source index without pts); a later shard's frames that an earlier
+    one also has are the overlap, used only to link tracks. Thing tracks are linked by
+    `match_tracks` on the overlap (stuff pixels ignored); stuff keeps one id per class over
+    the whole video, as the tracker does; every other track gets the next new id in the
+    shard's creation order. Segment rows are ordered by frame, then final track id, as
+    `run_video` writes them; the tracks table is recomputed from the segments by
+    `LabelStore.finish`.
 
     The store is built in a temporary folder beside `output` and moved in place with
     `os.replace`, so `output` is either absent or complete. An unfinished store at `output`
@@ -333,7 +334,7 @@ def _write_stitched(store: Any, readers: Sequence[Any], iou_threshold: float, bl
         if reader.num_frames == 0:
             continue
         frames = reader.frames
-        index = frames["index"]
+        index = _frame_keys(frames)
         segments = reader.segments
         own_from = 0
         matched: dict[int, int] = {}
@@ -367,6 +368,13 @@ def _write_stitched(store: Any, readers: Sequence[Any], iou_threshold: float, bl
         if own_from < reader.num_frames:  # a shard entirely inside the overlap adds nothing
             _append_frames(store, reader, frames, segments, own_from, mapping, block)
             previous = (reader, index, mapping)
+
+
+def _frame_keys(frames: dict[str, np.ndarray]) -> np.ndarray:
+    """What identifies a source frame in every shard: its pts when the file has them (also
+    true if decoding ever seeks to a shard's start), else its decode index."""
+    pts = frames["pts"]
+    return pts if pts.size and (pts >= 0).all() else frames["index"]
 
 
 def _append_frames(

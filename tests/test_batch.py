@@ -551,3 +551,80 @@ def test_progress_bar_counts_frames_from_worker_events() -> None:
         assert bar.videos.n == 1
     finally:
         bar.close()
+
+
+def _hand_store(path: Path, labels: np.ndarray, first_index: int, things: set[int]) -> Path:
+    """A finished store with the given (T, H, W) track ids, one segment row per id and frame
+    (class 9 for stuff ids, else the id), frames numbered from `first_index`."""
+    from streamseg.video.store import LabelStore
+
+    settings = {"decode": {"start": None, "end": None}, "store": {"compression_level": 1}}
+    store = LabelStore.open(
+        path,
+        label_size=labels.shape[1:],
+        identity={"source": "hand", "settings": settings},
+        attrs={"settings": settings},
+    )
+    rows = [(t, i) for t in range(len(labels)) for i in np.unique(labels[t]) if i]
+    count = len(labels)
+    store.write_block(
+        labels,
+        {
+            "index": np.arange(count) + first_index,
+            "pts": (np.arange(count) + first_index) * 10,
+            "time": (np.arange(count) + first_index) * 0.1,
+            "keyframe": np.zeros(count),
+            "corrupt": np.zeros(count),
+        },
+        {
+            "frame": np.array([t for t, _ in rows]),
+            "track_id": np.array([i for _, i in rows]),
+            "class_id": np.array([i if i in things else 9 for _, i in rows]),
+            "score": np.full(len(rows), 0.5),
+            "area": np.array([(labels[t] == i).sum() for t, i in rows]),
+            "bbox_x": np.zeros(len(rows)),
+            "bbox_y": np.zeros(len(rows)),
+            "bbox_w": np.ones(len(rows)),
+            "bbox_h": np.ones(len(rows)),
+            "is_thing": np.array([i in things for _, i in rows]),
+        },
+    )
+    store.finish()
+    return path
+
+
+def test_stitch_stores_renumbers_by_overlap_and_class(tmp_path: Path) -> None:
+    from streamseg.shard import stitch_stores
+
+    # Shard 0: frames 0-3, stuff 1 everywhere below a thing 2 (top-left 2x2).
+    a = np.ones((4, 4, 4), np.int32)
+    a[:, :2, :2] = 2
+    # Shard 1: frames 2-5 (2 and 3 in common). Its tracker numbered differently: stuff is 2,
+    # the continuing thing is 3, and thing 1 is new (bottom-right, from frame 4 on).
+    b = np.full((4, 4, 4), 2, np.int32)
+    b[:, :2, :2] = 3
+    b[2:, 2:, 2:] = 1
+    first = _hand_store(tmp_path / "s0.zarr", a, 0, things={2})
+    second = _hand_store(tmp_path / "s1.zarr", b, 2, things={1, 3})
+    assert stitch_stores([first, second], tmp_path / "out.zarr") == 6
+    out = open_store(tmp_path / "out.zarr")
+    labels = out.labels()
+    assert labels.shape == (6, 4, 4)
+    np.testing.assert_array_equal(labels[:4], a)
+    # frames 4-5 from shard 1: stuff -> 1 (same class), thing 3 -> 2 (overlap IoU 1), new -> 3
+    expected = np.ones((2, 4, 4), np.int32)
+    expected[:, :2, :2] = 2
+    expected[:, 2:, 2:] = 3
+    np.testing.assert_array_equal(labels[4:], expected)
+    np.testing.assert_array_equal(out.frames["index"], np.arange(6))
+    segments = out.segments
+    assert list(zip(segments["frame"].tolist(), segments["track_id"].tolist(), strict=True)) == [
+        (0, 1), (0, 2), (1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2),
+        (4, 1), (4, 2), (4, 3), (5, 1), (5, 2), (5, 3),
+    ]  # fmt: skip
+    tracks = out.tracks
+    assert tracks["track_id"].tolist() == [1, 2, 3]
+    assert tracks["first_frame"].tolist() == [0, 0, 4]
+    assert tracks["last_frame"].tolist() == [5, 5, 5]
+    assert out.attrs["status"] == "done" and out.attrs["stitched"]["shards"] == 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
