@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "batch",
     "eval",
     "export",
+    "bench",
     "app",
 )
 

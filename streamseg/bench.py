@@ -1,0 +1,431 @@
+"""`run_benchmark`: where the time of a video run goes, stage by stage, on this machine.
+
+Every stage is timed alone on the same generated shapes-world video (after one warm-up call,
+median over `repeats`), then `run_video` end to end on that video:
+
+```
+decode (PyAV) -> model (forward + panoptic post-processing) -> track -> store write -> render
+```
+Besides throughput: peak resident memory, parameters (frozen CLIP / trained parts), GFLOPs per
+frame counted by `torch.utils.flop_counter.FlopCounterMode` over the model's inference call, the
+achieved GFLOP/s of that call next to the machine's dense fp32 matmul GFLOP/s (2048 x 2048, the
+practical limit), and the pipeline overhead = end-to-end time / model-only time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamseg.errors import UserError
+
+STAGES = ("decode", "model", "track", "store", "render", "end_to_end")
+# A small vocabulary for models without their own (the text tower of a large CLIP is slow).
+DEFAULT_VOCAB = "person,car,dog,tree,sky"
+MATMUL_SIZE = 2048
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `run_benchmark` measures."""
+
+    model: str | None = None  # model name or path (None = DEFAULT_MODEL)
+    size: tuple[int, int] | None = None  # (H, W) of the generated video (None = native)
+    batch_size: int = 4  # frames per model call (also `run_video`'s batch size)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    frames: int = 8  # frames of the generated video
+    repeats: int = 3  # timed repeats per stage after one warm-up (median reported)
+    precision: str = "fp32"  # fp32 | bf16 (autocast around the model call)
+    vocab: str | None = None  # CLI vocabulary syntax (None = "shapes" or DEFAULT_VOCAB)
+    stages: tuple[str, ...] = STAGES  # stages to time (the large model: model, end_to_end)
+    seed: int = 0  # of the generated video
+
+
+@dataclass
+class StageResult:
+    """Median time of one stage over the repeats."""
+
+    frames: int  # frames processed per repeat
+    seconds: float  # median seconds per repeat
+    fps: float  # frames / seconds
+    seconds_per_frame: float
+    repeats: list[float] = field(default_factory=list)  # every repeat's seconds
+
+
+@dataclass
+class BenchResult:
+    """Everything one benchmark run measured (`to_dict()` is the `--json` output)."""
+
+    model: str
+    device: str
+    precision: str
+    batch_size: int
+    frame_size: tuple[int, int]  # (H, W) of the generated video
+    input_size: tuple[int, int]  # (H, W) the model sees (test-time resize)
+    num_classes: int
+    stages: dict[str, StageResult]
+    params_frozen_clip: int
+    params_trained: int
+    gflops_per_frame: float  # FlopCounterMode over the inference call (forward + out-of-vocab)
+    forward_seconds_per_frame: float  # median, the counted call only (no post-processing)
+    forward_gflops_per_second: float  # achieved: gflops_per_frame / forward_seconds_per_frame
+    matmul_gflops_per_second: float  # measured dense fp32 matmul, 2048 x 2048, median
+    forward_share_of_matmul: float  # achieved / matmul
+    pipeline_overhead: float | None  # end-to-end seconds / model-only seconds (same frames)
+    peak_rss_mb: float  # peak resident memory of this process
+    threads: int  # torch intra-op threads
+    load_average: tuple[float, float, float]  # os.getloadavg() at the end (a shared machine)
+    cpu_count: int
+    platform: str
+    torch_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["frame_size"] = list(self.frame_size)
+        data["input_size"] = list(self.input_size)
+        data["load_average"] = list(self.load_average)
+        return data
+
+
+def measure(function: Callable[[], Any], repeats: int, warmup: int = 1) -> list[float]:
+    """Seconds of each of `repeats` calls of `function` after `warmup` untimed calls."""
+    for _ in range(warmup):
+        function()
+    seconds = []
+    for _ in range(max(1, repeats)):
+        began = time.perf_counter()
+        function()
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def stage_result(frames: int, seconds: list[float]) -> StageResult:
+    """Median of the repeats as a `StageResult`."""
+    median = float(statistics.median(seconds))
+    return StageResult(
+        frames=frames,
+        seconds=median,
+        fps=frames / median if median > 0 else float("inf"),
+        seconds_per_frame=median / max(frames, 1),
+        repeats=[float(s) for s in seconds],
+    )
+
+
+def matmul_gflops(device: Any, size: int = MATMUL_SIZE, repeats: int = 5) -> float:
+    """Measured dense fp32 matmul speed: 2 size^3 FLOPs per product, median of `repeats`."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+
+    def product() -> None:
+        torch.mm(a, b)
+        _synchronize(device)
+
+    seconds = statistics.median(measure(product, repeats))
+    return 2.0 * size**3 / seconds / 1e9
+
+
+def count_gflops(function: Callable[[], Any], module: Any = None) -> float:
+    """GFLOPs of one call of `function` as counted by torch's FlopCounterMode (matmuls,
+    convolutions, attention; element-wise ops are not counted).
+
+    `module`'s parameters are set not to require grad meanwhile: FlopCounterMode's module
+    tracker fails on parameters that require grad inside inference mode (torch 2.x).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameters = list(module.parameters()) if module is not None else []
+    flags = [p.requires_grad for p in parameters]
+    for parameter in parameters:
+        parameter.requires_grad_(False)
+    try:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            function()
+    finally:
+        for parameter, flag in zip(parameters, flags, strict=True):
+            parameter.requires_grad_(flag)
+    return counter.get_total_flops() / 1e9
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MiB (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """ "HxW" -> (H, W); both positive and even (H.264 yuv420p needs even sizes)."""
+    try:
+        height, width = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text}: expected HxW, e.g. 800x1066") from None
+    if height < 32 or width < 32 or height % 2 or width % 2:
+        raise UserError(f"--size {text}: height and width must be even and at least 32")
+    return height, width
+
+
+def _synchronize(device: Any) -> None:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def _autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise UserError(f"--precision: must be fp32 or bf16, got {precision!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def write_video(path: Path, size: tuple[int, int], frames: int, seed: int) -> None:
+    """A generated shapes-world mp4 of `frames` frames at (H, W) = `size`."""
+    from dataclasses import replace
+
+    from streamseg.synthetic.video import VideoConfig, iter_video
+    from streamseg.synthetic.writers import encode_mp4
+
+    config = replace(VideoConfig(), height=size[0], width=size[1], num_frames=frames)
+    encode_mp4((scene.image for scene in iter_video(seed, config)), path)
+
+
+def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure every stage of `config.stages` (see the module docstring).
+
+    Raises:
+        UserError: bad sizes, counts, stage names or precision.
+    """
+    import torch
+
+    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
+
+    unknown = [s for s in config.stages if s not in STAGES]
+    if unknown:
+        raise UserError(f"--stages: unknown {', '.join(unknown)} (known: {', '.join(STAGES)})")
+    if config.frames < 1 or config.repeats < 1 or config.batch_size < 1:
+        raise UserError("--frames, --repeats and --batch-size must be at least 1")
+    _autocast("cpu", config.precision)  # validates the name early
+    say = log or (lambda message: None)
+    name = config.model or DEFAULT_MODEL
+    say(f"building {name}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "random weights" is expected here
+        segmenter = Segmenter.from_pretrained(name, device=config.device)
+    device = segmenter.device
+    vocab = config.vocab or ("shapes" if name.startswith("shapes") else DEFAULT_VOCAB)
+    say(f"text classifier for {vocab!r}")
+    vocabulary = segmenter.set_vocabulary(vocab, cache_dir=None)
+    short = segmenter.config.test_short_edge or 128
+    size = config.size or (short + short % 2, short + short % 2)
+    input_size = segmenter.input_size(*size)
+    stages: dict[str, StageResult] = {}
+    n = config.frames
+    with tempfile.TemporaryDirectory(prefix="streamseg-bench-") as tmp:
+        video = Path(tmp) / "bench.mp4"
+        say(f"generating a {n}-frame {size[0]}x{size[1]} video")
+        write_video(video, size, n, config.seed)
+        from streamseg.video.decode import iter_frames
+
+        def decode() -> list[Any]:
+            return list(iter_frames(video, size=input_size))
+
+        if "decode" in config.stages:
+            say("decode")
+            stages["decode"] = stage_result(n, measure(decode, config.repeats))
+        images = [frame.image for frame in decode()]
+        batches = [images[i : i + config.batch_size] for i in range(0, n, config.batch_size)]
+
+        segmentations: list[Any] = []
+
+        def model() -> None:
+            segmentations.clear()
+            for batch in batches:
+                with _autocast(device, config.precision):
+                    segmentations.extend(segmenter.segment(batch, output_size=size))
+            _synchronize(device)
+
+        def forward() -> None:
+            with _autocast(device, config.precision):
+                segmenter.segment_raw(batches[0])
+            _synchronize(device)
+
+        need_model = any(s in config.stages for s in ("model", "track", "store", "render"))
+        if need_model or "end_to_end" in config.stages:
+            say("model (forward + post-processing)")
+            stages["model"] = stage_result(n, measure(model, config.repeats))
+        say("forward only + FLOP count")
+        forward_seconds = statistics.median(measure(forward, config.repeats, warmup=0))
+        forward_frames = len(batches[0])
+        gflops = count_gflops(forward, segmenter.model) / forward_frames
+        forward_per_frame = forward_seconds / forward_frames
+
+        if "track" in config.stages:
+            say("track")
+            stages["track"] = stage_result(
+                n, measure(lambda: _track(segmentations), config.repeats)
+            )
+        if "store" in config.stages:
+            say("store")
+            blocks = _store_blocks(segmentations, config.batch_size)
+            runs = iter(range(10**9))
+
+            def store() -> None:
+                _write_store(Path(tmp) / f"store-{next(runs)}.zarr", blocks, size)
+
+            stages["store"] = stage_result(n, measure(store, config.repeats))
+        if "render" in config.stages:
+            say("render")
+            labels = [block for block, _, _ in _store_blocks(segmentations, 1)]
+            names = {i: str(i) for i in range(1, 1 + max(len(s.segments) for s in segmentations))}
+            renders = iter(range(10**9))
+
+            def render() -> None:
+                _render(Path(tmp) / f"overlay-{next(renders)}.mp4", images, labels, names, size)
+
+            stages["render"] = stage_result(n, measure(render, config.repeats))
+        if "end_to_end" in config.stages:
+            say("end to end (run_video)")
+            from streamseg.config import ModelSettings, RunConfig
+            from streamseg.video.pipeline import run_video
+
+            run_config = RunConfig(
+                model=ModelSettings(batch_size=config.batch_size, precision=config.precision)
+            )
+            runs_e2e = iter(range(10**9))
+
+            def end_to_end() -> None:
+                run_video(
+                    video,
+                    Path(tmp) / f"run-{next(runs_e2e)}.zarr",
+                    config=run_config,
+                    segmenter=segmenter,
+                    vocabulary=vocabulary,
+                )
+
+            # the model is warm already (model stage); a warm-up here would double the slowest stage
+            stages["end_to_end"] = stage_result(n, measure(end_to_end, config.repeats, warmup=0))
+
+    model_seconds = stages["model"].seconds if "model" in stages else None
+    overhead = None
+    if "end_to_end" in stages and model_seconds:
+        overhead = stages["end_to_end"].seconds / model_seconds
+    if "model" in stages and "model" not in config.stages:
+        del stages["model"]  # measured for the other stages' inputs only
+    say("matmul")
+    matmul = matmul_gflops(device, repeats=max(5, config.repeats))
+    achieved = gflops / forward_per_frame if forward_per_frame > 0 else 0.0
+    frozen = sum(p.numel() for p in segmenter.model.backbone.parameters())
+    total = sum(p.numel() for p in segmenter.model.parameters())
+    return BenchResult(
+        model=segmenter.name,
+        device=str(device),
+        precision=config.precision,
+        batch_size=config.batch_size,
+        frame_size=size,
+        input_size=tuple(input_size),
+        num_classes=len(vocabulary.names),
+        stages=stages,
+        params_frozen_clip=frozen,
+        params_trained=total - frozen,
+        gflops_per_frame=gflops,
+        forward_seconds_per_frame=forward_per_frame,
+        forward_gflops_per_second=achieved,
+        matmul_gflops_per_second=matmul,
+        forward_share_of_matmul=achieved / matmul if matmul > 0 else 0.0,
+        pipeline_overhead=overhead,
+        peak_rss_mb=peak_rss_mb(),
+        threads=torch.get_num_threads(),
+        load_average=tuple(os.getloadavg()),
+        cpu_count=os.cpu_count() or 1,
+        platform=platform.platform(),
+        torch_version=torch.__version__,
+    )
+
+
+def _track(segmentations: list[Any]) -> None:
+    from streamseg.video.track import Tracker
+
+    tracker = Tracker()
+    for index, segmentation in enumerate(segmentations):
+        tracker.step(index, segmentation)
+
+
+def _store_blocks(
+    segmentations: list[Any], batch_size: int
+) -> list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """(labels, frame columns, segment columns) blocks as the pipeline writes them."""
+    from streamseg.video.pipeline import segment_rows
+    from streamseg.video.store import SEGMENT_COLUMNS
+    from streamseg.video.track import Tracker
+
+    tracker = Tracker()
+    blocks = []
+    for start in range(0, len(segmentations), batch_size):
+        chunk = segmentations[start : start + batch_size]
+        labels = np.zeros((len(chunk), *chunk[0].panoptic.shape), np.int32)
+        rows: list[tuple] = []
+        for i, segmentation in enumerate(chunk):
+            result = tracker.step(start + i, segmentation)
+            labels[i] = result.labels
+            rows.extend(segment_rows(i, segmentation.segments, result))
+        columns = list(zip(*rows, strict=True)) if rows else [()] * len(SEGMENT_COLUMNS)
+        segments = {
+            name: np.array(values, dtype)
+            for (name, dtype), values in zip(SEGMENT_COLUMNS.items(), columns, strict=True)
+        }
+        index = np.arange(start, start + len(chunk))
+        frames = {
+            "index": index,
+            "pts": index,
+            "time": index / 12.0,
+            "keyframe": np.zeros(len(chunk), np.uint8),
+            "corrupt": np.zeros(len(chunk), np.uint8),
+        }
+        blocks.append((labels, frames, segments))
+    return blocks
+
+
+def _write_store(path: Path, blocks: list[Any], size: tuple[int, int]) -> None:
+    from streamseg.video.store import LabelStore
+
+    store = LabelStore.open(
+        path, label_size=size, identity={"bench": True}, attrs={"bench": True}, overwrite=True
+    )
+    for labels, frames, segments in blocks:
+        store.write_block(labels, frames, segments, tracker_state="{}")
+    store.finish()
+
+
+def _render(
+    path: Path,
+    images: list[np.ndarray],
+    labels: list[np.ndarray],
+    names: dict[int, str],
+    size: tuple[int, int],
+) -> None:
+    from streamseg.video.render import OverlayWriter
+
+    with OverlayWriter(path, size=size, rate=12) as writer:
+        for image, label in zip(images, labels, strict=True):
+            writer.write(image, label[0], names)

@@ -1,0 +1,102 @@
+"""`streamseg bench`: one tiny end-to-end run produces every field with sane types and values
+(no timing thresholds: speed lives in docs/BENCHMARKS.md), and the helpers are exact."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from streamseg.bench import (
+    STAGES,
+    BenchConfig,
+    count_gflops,
+    measure,
+    parse_size,
+    run_benchmark,
+    stage_result,
+)
+from streamseg.cli import main
+from streamseg.errors import UserError
+
+
+def test_bench_cli_json_has_every_field(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["bench", "--model", "tiny-convnext", "--size", "64x64", "--frames", "3"]
+        + ["--batch-size", "2", "--repeats", "1", "--device", "cpu", "--json"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "tiny-convnext-random-seed0"
+    assert result["device"] == "cpu" and result["precision"] == "fp32"
+    assert result["batch_size"] == 2 and result["frame_size"] == [64, 64]
+    assert result["num_classes"] == 5
+    assert sorted(result["stages"]) == sorted(STAGES)
+    for name, stage in result["stages"].items():
+        assert stage["frames"] == 3, name
+        assert len(stage["repeats"]) == 1 and stage["seconds"] == stage["repeats"][0] > 0
+        assert stage["fps"] == pytest.approx(3 / stage["seconds"])
+        assert stage["seconds_per_frame"] == pytest.approx(stage["seconds"] / 3)
+    # the tiny preset's parameters: the CLIP is frozen, the head is trained
+    assert result["params_frozen_clip"] > 0 and result["params_trained"] > 0
+    assert isinstance(result["params_frozen_clip"], int)
+    assert result["gflops_per_frame"] > 0 and math.isfinite(result["gflops_per_frame"])
+    assert result["forward_seconds_per_frame"] > 0
+    achieved = result["gflops_per_frame"] / result["forward_seconds_per_frame"]
+    assert result["forward_gflops_per_second"] == pytest.approx(achieved)
+    assert result["matmul_gflops_per_second"] > 0
+    assert result["forward_share_of_matmul"] == pytest.approx(
+        achieved / result["matmul_gflops_per_second"]
+    )
+    overhead = result["stages"]["end_to_end"]["seconds"] / result["stages"]["model"]["seconds"]
+    assert result["pipeline_overhead"] == pytest.approx(overhead)
+    assert result["peak_rss_mb"] > 50  # torch alone is bigger than that
+    assert len(result["load_average"]) == 3 and result["threads"] >= 1
+
+
+def test_bench_subset_of_stages_skips_the_others() -> None:
+    result = run_benchmark(
+        BenchConfig(
+            model="tiny-convnext",
+            size=(64, 96),
+            batch_size=1,
+            device="cpu",
+            frames=2,
+            repeats=1,
+            stages=("decode", "track"),
+        )
+    )
+    assert sorted(result.stages) == ["decode", "track"]
+    assert result.pipeline_overhead is None
+    assert result.frame_size == (64, 96) and result.input_size == (128, 192)  # short edge 128
+
+
+def test_count_gflops_of_a_matmul_is_exact() -> None:
+    a, b = torch.ones(8, 16), torch.ones(16, 4)
+    assert count_gflops(lambda: a @ b) == pytest.approx(2 * 8 * 16 * 4 / 1e9)
+    layer = torch.nn.Linear(16, 4)  # parameters that require grad, inside inference mode
+    with torch.inference_mode():
+        flops = count_gflops(lambda: layer(a), layer)
+    assert flops == pytest.approx(2 * 8 * 16 * 4 / 1e9)
+    assert layer.weight.requires_grad
+
+
+def test_measure_and_median() -> None:
+    calls: list[int] = []
+    seconds = measure(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(calls) == 5 and len(seconds) == 3
+    stage = stage_result(10, [4.0, 1.0, 2.0])
+    assert stage.seconds == 2.0 and stage.fps == 5.0 and stage.seconds_per_frame == 0.2
+
+
+def test_bad_input_is_a_user_error() -> None:
+    assert parse_size("800x1066") == (800, 1066)
+    for text in ("800", "801x1066", "axb", "16x16"):
+        with pytest.raises(UserError):
+            parse_size(text)
+    with pytest.raises(UserError, match="stages"):
+        run_benchmark(BenchConfig(stages=("decode", "nope")))
+    with pytest.raises(UserError, match="precision"):
+        run_benchmark(BenchConfig(precision="fp8"))
