@@ -71,7 +71,7 @@ class StoreSettings:
     compression_level: int = 3  # zstd level of the label chunks
     # Frames per shard file of the labels (Zarr v3 sharding; chunks stay one frame): a long
     # video makes T/shard files instead of T. 0 = no shards (one file per frame).
-    frames_per_shard: int = 64
+    frames_per_shard: int = 64  # = store.DEFAULT_FRAMES_PER_SHARD
     table_chunk: int = 4096  # rows per chunk of the 1-D table columns
     commit_frames: int = 16  # frames between commits (rounded up to whole batches)
 

@@ -35,6 +35,9 @@ from streamseg.errors import UserError
 SCHEMA_VERSION = 1
 ATTRS_KEY = "streamseg"
 PROGRESS_FILE = "progress.json"
+# Label frames per shard file, as `StoreSettings.frames_per_shard` (stores written by other
+# tools - stitching, benchmarks - get the format of `streamseg run` by default).
+DEFAULT_FRAMES_PER_SHARD = 64
 
 FRAME_COLUMNS: dict[str, str] = {
     "index": "int64",  # frame number in the source (counting every decoded frame)
@@ -157,7 +160,7 @@ class LabelStore:
         overwrite: bool = False,
         compression_level: int = 3,
         table_chunk: int = 4096,
-        frames_per_shard: int = 0,
+        frames_per_shard: int = DEFAULT_FRAMES_PER_SHARD,
     ) -> LabelStore:
         """Create a store, or reopen one made by the same run to resume it.
 
@@ -168,7 +171,7 @@ class LabelStore:
                 a store with another identity is refused unless `overwrite`.
             attrs: further attributes for a new store (source facts, vocabulary, ...).
             overwrite: delete an existing store and start over.
-            frames_per_shard: labels frames per shard file (0 = a file per frame).
+            frames_per_shard: label frames per shard file (0 = a file per frame).
         """
         import zarr
 
