@@ -1,0 +1,341 @@
+"""Live sources: network streams, capture devices and standard input, read without falling behind.
+
+`LiveFrameSource` decodes a live input in a background thread and hands frames to the model:
+- live mode (`drop=True`): only the newest frames are kept; a frame that has waited longer than
+  `max_latency` seconds since it was decoded is dropped *before* inference (and counted), so the
+  pipeline never works on frames older than that however slow the model is;
+- pipe mode (`drop=False`, the default for stdin): a bounded queue that blocks the decoder, so
+  every frame is processed (a piped file is read at the model's pace).
+
+Frames are numbered by every frame decoded (`Frame.index`), so dropped frames show as gaps in
+the store's `frames/index`, and they keep their own timestamps (pts x time base).
+
+A stream that ends, stalls (no data for `read_timeout` s) or fails is reopened with exponential
+backoff when `reconnect` is set, until it has been gone for `reconnect_timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from streamseg.errors import UserError
+from streamseg.video.frames import DecodedFrame, Scalers
+
+# URL schemes FFmpeg opens as network streams.
+NETWORK_SCHEMES = (
+    "rtsp",
+    "rtsps",
+    "rtmp",
+    "rtmps",
+    "http",
+    "https",
+    "udp",
+    "tcp",
+    "srt",
+    "rtp",
+    "hls",
+)
+STDIN = "-"
+# Most frames kept waiting in live mode whatever the rate (the age limit usually binds first).
+LIVE_BUFFER_FRAMES = 256
+# Probe little before the first frame (low start-up latency on live inputs). Not "fflags
+# nobuffer": it loses the first frame of an MPEG-TS stream (the probed packets).
+PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How a live source is read (`streamseg run URL|DEVICE|- ...`)."""
+
+    live: bool | None = None  # drop stale frames; None = on for network / device, off for stdin
+    max_latency: float = 2.0  # seconds a frame may wait before it is dropped (live mode)
+    reconnect: bool = False  # reopen a stream that ends, stalls or fails
+    reconnect_timeout: float = 30.0  # give up once the stream has been gone this long (s)
+    open_timeout: float = 10.0  # seconds to wait for a connection
+    read_timeout: float = 5.0  # seconds without data that count as a stall
+    input_format: str | None = None  # FFmpeg format name (e.g. mpegts, matroska, v4l2)
+    segment_duration: float | None = None  # roll over to a new store every N seconds
+    max_frames: int | None = None  # stop after this many processed frames
+
+
+def source_kind(source: str | Path) -> str:
+    """ "stdin", "network", "device" or "file" (anything else: files, folders, globs)."""
+    text = os.fspath(source)
+    if text == STDIN:
+        return "stdin"
+    scheme, sep, _ = text.partition("://")
+    if sep and scheme.lower() in NETWORK_SCHEMES:
+        return "network"
+    if text.startswith("/dev/"):
+        try:
+            if stat.S_ISCHR(os.stat(text).st_mode):
+                return "device"
+        except OSError:
+            return "device"  # a missing device: let the open say so
+    return "file"
+
+
+def is_live_source(source: str | Path) -> bool:
+    """True for inputs `run_live` reads (stdin, network URLs, capture devices)."""
+    return source_kind(source) != "file"
+
+
+def live_default(source: str | Path, settings: LiveSettings) -> bool:
+    """Whether stale frames are dropped: the setting, else on for network and devices."""
+    if settings.live is not None:
+        return settings.live
+    return source_kind(source) in ("network", "device")
+
+
+def open_container(source: str | Path, settings: LiveSettings) -> Any:
+    """av.open a live input (raises av.error.FFmpegError / OSError as they come)."""
+    import av
+
+    kind = source_kind(source)
+    options = dict(PROBE_OPTIONS)
+    if kind == "stdin":
+        # A pipe: no timeout (reads block in Python); the format is probed unless given.
+        return av.open(sys.stdin.buffer, format=settings.input_format, options=options)
+    fmt = settings.input_format
+    if kind == "device" and fmt is None:
+        fmt = "v4l2"
+    return av.open(
+        os.fspath(source),
+        format=fmt,
+        options=options,
+        timeout=(settings.open_timeout, settings.read_timeout),
+    )
+
+
+@dataclass
+class LiveFrame:
+    """A decoded frame waiting for the model, with the monotonic time it arrived."""
+
+    decoded: DecodedFrame
+    arrived: float
+
+
+@dataclass
+class LiveStats:
+    """Counters of a live source (read them while it runs)."""
+
+    received: int = 0  # frames decoded
+    dropped: int = 0  # frames dropped before inference (too old)
+    taken: int = 0  # frames handed to the model
+    connects: int = 0  # successful opens (1 + reconnects)
+    failures: int = 0  # opens that failed, stalls and stream errors
+    ended: str | None = None  # why the source ended ("end of stream", "stopped", an error)
+    warnings: list[str] = field(default_factory=list)
+
+
+class LiveFrameSource:
+    """Decode a live input in a thread; `take(n)` gives up to n fresh frames.
+
+    Usage:
+        source = LiveFrameSource("tcp://127.0.0.1:9000", LiveSettings(), drop=True)
+        source.start()
+        while batch := source.take(4):
+            ...  # batch[i].decoded.convert(size, False), batch[i].arrived
+        source.stop()
+    """
+
+    def __init__(
+        self,
+        source: str | Path,
+        settings: LiveSettings,
+        drop: bool,
+        queue_size: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = os.fspath(source)
+        self.settings = settings
+        self.drop = drop
+        self.stats = LiveStats()
+        self.time_base: Fraction | None = None
+        self.rate: Fraction | None = None
+        self._clock = clock
+        self._capacity = LIVE_BUFFER_FRAMES if drop else max(1, queue_size)
+        self._buffer: collections.deque[LiveFrame] = collections.deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="live-source", daemon=True)
+
+    # ---------------------------------------------------------------- consumer side
+    def start(self) -> LiveFrameSource:
+        self._thread.start()
+        return self
+
+    def take(self, count: int, wait: float = 0.1) -> list[LiveFrame]:
+        """Up to `count` frames, oldest first, none older than `max_latency` (live mode).
+
+        Blocks until at least one frame is there; returns [] once the source has ended and
+        every frame was taken (or `stop()` was called). Re-raises a source error that came
+        before any frame (e.g. the URL could not be opened).
+        """
+        with self._cond:
+            while True:
+                self._drop_stale()
+                if self._buffer:
+                    frames = [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
+                    self.stats.taken += len(frames)
+                    self._cond.notify_all()
+                    return frames
+                if self._error is not None:
+                    raise self._error
+                if self._done or self._stop.is_set():
+                    return []
+                self._cond.wait(wait)
+
+    def stop(self) -> None:
+        """Stop reading (the thread ends after its current read) and wake the consumer."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _drop_stale(self) -> None:
+        if not self.drop:
+            return
+        limit = self._clock() - self.settings.max_latency
+        while self._buffer and self._buffer[0].arrived < limit:
+            self._buffer.popleft()
+            self.stats.dropped += 1
+
+    # ---------------------------------------------------------------- producer side
+    def _push(self, decoded: DecodedFrame) -> bool:
+        """Queue a frame; False once stopped."""
+        with self._cond:
+            if self.drop:
+                self._buffer.append(LiveFrame(decoded, self._clock()))
+                while len(self._buffer) > self._capacity:
+                    self._buffer.popleft()
+                    self.stats.dropped += 1
+                self._drop_stale()
+            else:
+                while len(self._buffer) >= self._capacity and not self._stop.is_set():
+                    self._cond.wait(0.1)
+                if self._stop.is_set():
+                    return False
+                self._buffer.append(LiveFrame(decoded, self._clock()))
+            self._cond.notify_all()
+        return not self._stop.is_set()
+
+    def _finish(self, reason: str, error: BaseException | None = None) -> None:
+        with self._cond:
+            self.stats.ended = reason
+            if error is not None and self.stats.received == 0:
+                self._error = error
+            self._done = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        settings = self.settings
+        backoff = 0.25
+        gone_since: float | None = None
+        index = -1
+        scalers = Scalers()
+        while not self._stop.is_set():
+            failure: str | None = None
+            try:
+                container = open_container(self.source, settings)
+            except Exception as error:  # noqa: BLE001 - FFmpeg/OS errors of many kinds
+                failure = f"{self.source}: cannot open ({_reason(error)})"
+                container = None
+            if container is not None:
+                self.stats.connects += 1
+                try:
+                    with container:
+                        got, index, failure = self._read(container, index, scalers)
+                except Exception as error:  # noqa: BLE001
+                    failure = f"{self.source}: stream error ({_reason(error)})"
+                    got = False
+                if got:
+                    gone_since, backoff = None, 0.25
+            if self._stop.is_set():
+                self._finish("stopped")
+                return
+            if failure is not None:
+                self.stats.failures += 1
+                if len(self.stats.warnings) < 20:
+                    self.stats.warnings.append(failure)
+            can_retry = settings.reconnect and source_kind(self.source) != "stdin"
+            now = self._clock()
+            gone_since = now if gone_since is None else gone_since
+            if not can_retry or now - gone_since >= settings.reconnect_timeout:
+                if failure is None:
+                    self._finish("end of stream")
+                else:
+                    self._finish(failure, UserError(failure))
+                return
+            # Exponential backoff, interruptible by stop().
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 5.0)
+        self._finish("stopped")
+
+    def _read(self, container: Any, index: int, scalers: Scalers) -> tuple[bool, int, str | None]:
+        """Decode one connection until it ends. Returns (got frames, last index, failure)."""
+        import av
+
+        from streamseg.video.decode import _converter, _quarter_turns
+
+        videos = [s for s in container.streams.video]
+        if not videos:
+            return False, index, f"{self.source}: no video stream"
+        video = videos[0]
+        self.time_base = video.time_base or Fraction(1, 90000)
+        self.rate = video.average_rate or video.guessed_rate
+        got = False
+        failure: str | None = None
+        packets = container.demux(video)
+        while not self._stop.is_set():
+            try:
+                packet = next(packets)
+            except StopIteration:
+                packet = None
+            except (av.error.FFmpegError, OSError) as error:
+                # A lost connection (or a stall past read_timeout): flush what the decoder holds.
+                failure = f"{self.source}: stream lost ({_reason(error)})"
+                packet = None
+            try:
+                frames = video.decode(packet)
+            except av.error.FFmpegError:
+                frames = []  # a damaged packet: live streams lose some; keep going
+            for frame in frames:
+                index += 1
+                got = True
+                self.stats.received += 1
+                turns = _quarter_turns(frame.rotation)
+                size = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+                seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                decoded = DecodedFrame(
+                    index=index,
+                    pts=frame.pts,
+                    time=seconds,
+                    source_size=size,
+                    keyframe=bool(frame.key_frame),
+                    corrupt=bool(frame.is_corrupt),
+                    convert_image=_converter(frame, turns, scalers),
+                )
+                if not self._push(decoded):
+                    return got, index, None
+            if packet is None or (packet.size == 0 and packet.pts is None):
+                break
+        return got, index, failure
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "strerror", None) or error or type(error).__name__)

@@ -1,0 +1,467 @@
+"""`run_live`: segment a live source (URL, capture device, stdin) as it arrives.
+
+```
+LiveFrameSource (thread: decode, keep the newest) -> take <= batch -> segment -> track
+    -> store writer (thread) [-> growing overlay] [-> --events JSON lines]
+```
+The same stages as `run_video` (its filter, tracker, segment rows and store writer are reused);
+what differs:
+- frames come from `LiveFrameSource`: in live mode stale frames are dropped before inference,
+  so a slow model never lags the source by more than `max_latency`; drops are counted in the
+  store (attrs `live.dropped`, the commit record) and show as gaps in `frames/index`;
+- the store is created at the first frame (the size is known only then), commits at least
+  every second so readers follow, and is a new one each run (no resume for a live source);
+- `segment_duration` rolls over to numbered stores (`out-0001.zarr`, `out-0002.zarr`, ...) by
+  the frames' own time, one tracker across them (track ids continue);
+- SIGINT / SIGTERM stop cleanly (the current batch finishes, the store is committed and
+  finished); a second SIGINT exits at once (the store stays consistent up to its last commit,
+  which is atomic).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamseg.config import RunConfig
+from streamseg.errors import UserError
+from streamseg.video.events import EventWriter, frame_event
+from streamseg.video.live import (
+    LiveFrameSource,
+    LiveSettings,
+    live_default,
+    source_kind,
+)
+from streamseg.video.pipeline import (
+    RunSummary,
+    _autocast,
+    _build_segmenter,
+    _columns,
+    _empty_block,
+    _resolve_vocabulary,
+    _vocabulary_attrs,
+    _Writer,
+    filter_segmentation,
+    segment_rows,
+)
+from streamseg.video.store import LabelStore, StoreReader, is_store
+from streamseg.video.track import Tracker
+
+# Longest time committed frames wait for a commit (readers of a live store follow this closely).
+COMMIT_SECONDS = 1.0
+
+
+@dataclass
+class LiveSummary(RunSummary):
+    """`RunSummary` plus what only a live run has."""
+
+    received: int = 0  # frames decoded from the source
+    dropped: int = 0  # frames dropped before inference (too old)
+    connects: int = 0  # connections made (1 + reconnects)
+    stores: list[str] = field(default_factory=list)  # every store written (rollover)
+    latency_max: float = 0.0  # seconds from a frame's arrival to the end of its segmentation
+    latency_mean: float = 0.0
+    ended: str = ""  # "end of stream", "interrupted", "max frames", or the error
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["label_size"] = list(self.label_size)
+        return data
+
+
+def numbered_store(out: Path, number: int) -> Path:
+    """`cam.zarr`, 1 -> `cam-0001.zarr` (rolled-over stores)."""
+    suffix = out.suffix or ".zarr"
+    return out.with_name(f"{out.stem if out.suffix else out.name}-{number:04d}{suffix}")
+
+
+class _StopSignals:
+    """First SIGINT / SIGTERM asks for a clean stop; a second SIGINT exits at once."""
+
+    def __init__(self, on_stop: Callable[[], None]) -> None:
+        self.requested: str | None = None
+        self._on_stop = on_stop
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals can only be handled in the main thread (e.g. under a web app)
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+
+    def restore(self) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.requested is not None and number == signal.SIGINT:
+            # Everything committed is already on disk (commits are atomic): just go.
+            os.write(2, b"streamseg run: stopped at once (store kept up to its last commit)\n")
+            os._exit(130)
+        self.requested = "interrupted" if number == signal.SIGINT else "terminated"
+        self._on_stop()
+
+
+class _StoreSlot:
+    """The store being written now, its writer thread, and its counters."""
+
+    def __init__(self, path: Path, store: LabelStore, writer: _Writer, first_time: float) -> None:
+        self.path = path
+        self.store = store
+        self.writer = writer
+        self.first_time = first_time
+        self.rows = 0
+        self.dropped_at_open = 0
+
+
+def run_live(
+    source: str | Path,
+    out: str | Path,
+    *,
+    config: RunConfig | None = None,
+    live: LiveSettings | None = None,
+    segmenter: Any = None,
+    vocabulary: Any = None,
+    overlay: str | Path | None = None,
+    overwrite: bool = False,
+    events: Any = None,
+    progress: Callable[[int], None] | None = None,
+    handle_signals: bool = True,
+) -> LiveSummary:
+    """Segment and track a live source into a label store (or numbered stores).
+
+    Args:
+        source: a network URL (rtsp/rtmp/http(s)/udp/tcp/...), a capture device (/dev/video0)
+            or "-" for standard input (MPEG-TS / Matroska ...).
+        out: the store (`.zarr`); with `live.segment_duration`, the base name of the numbered
+            stores. An existing store is refused unless `overwrite`.
+        config: model / tracker / store settings (decode settings other than `queue_size`
+            do not apply to live sources).
+        live: how the source is read (`LiveSettings`).
+        segmenter, vocabulary: as for `run_video`.
+        overlay: a growing `.ts` or fragmented `.mp4` overlay.
+        events: a text stream for the JSON-lines feed (e.g. sys.stdout), or None.
+        progress: called from the writer thread with the frames handed over so far (per store).
+        handle_signals: SIGINT / SIGTERM stop cleanly (main thread only).
+
+    Raises:
+        UserError: source cannot be opened (and no reconnect), existing store, bad settings.
+    """
+    began = time.monotonic()
+    config = config or RunConfig()
+    live = live or LiveSettings()
+    out = Path(out)
+    if config.model.batch_size < 1:
+        raise UserError(f"--batch-size: must be at least 1, got {config.model.batch_size}")
+    if live.max_latency <= 0:
+        raise UserError(f"--max-latency: must be more than 0, got {live.max_latency}")
+    if live.segment_duration is not None and live.segment_duration <= 0:
+        raise UserError(f"--segment-duration: must be more than 0, got {live.segment_duration}")
+    scale = config.store.label_scale
+    if not 0 < scale <= 1:
+        raise UserError(f"--label-scale: must be in (0, 1], got {scale}")
+    rolling = live.segment_duration is not None
+    first_path = numbered_store(out, 1) if rolling else out
+    _check_new_store(first_path, overwrite)
+    overlay_path = Path(overlay) if overlay is not None else None
+    if overlay_path is None and config.render.overlay:
+        overlay_path = Path(config.render.overlay)
+
+    if segmenter is None:
+        segmenter = _build_segmenter(config)
+    vocab = _resolve_vocabulary(segmenter, vocabulary, config)
+    names = list(vocab.names)
+    keep = None
+    if config.model.keep:
+        unknown = [name for name in config.model.keep if name not in names]
+        if unknown:
+            raise UserError(f"--keep: not in the vocabulary: {', '.join(unknown)}")
+        keep = {names.index(name) for name in config.model.keep}
+    model_id = str(getattr(segmenter, "model_id", type(segmenter).__name__))
+
+    drop = live_default(source, live)
+    frames = LiveFrameSource(source, live, drop=drop, queue_size=config.decode.queue_size)
+    signals = _StopSignals(frames.stop)
+    if handle_signals:
+        signals.install()
+    feed = EventWriter(events) if events is not None else None
+    tracker = Tracker(config.tracker)
+    batch_size = config.model.batch_size
+    settings = {**config.to_dict(), "live": {**asdict(live), "live": drop}}
+    kind = source_kind(source)
+
+    slot: _StoreSlot | None = None
+    stores: list[str] = []
+    overlay_writer: Any = None
+    label_size: tuple[int, int] | None = None
+    input_size: tuple[int, int] | None = None
+    processed = 0
+    latencies: list[float] = []
+    number = 0
+    last_commit = time.monotonic()
+    since_commit = 0
+    ended = ""
+    segment_began: float | None = None
+    error: BaseException | None = None
+
+    def open_slot(first_time: float, source_size: tuple[int, int]) -> _StoreSlot:
+        nonlocal number
+        number += 1
+        path = numbered_store(out, number) if rolling else out
+        _check_new_store(path, overwrite)
+        if overwrite and path.exists():
+            shutil.rmtree(path)
+        assert label_size is not None
+        identity = {
+            "source": {"name": os.fspath(source), "kind": kind, "live": True},
+            "model": model_id,
+            "vocabulary": _vocabulary_attrs(vocab).get("json", names),
+            "settings": settings,
+            "label_size": list(label_size),
+            "part": number if rolling else None,
+        }
+        attrs = {
+            "source": {
+                "path": os.fspath(source),
+                "kind": kind,
+                "width": source_size[1],
+                "height": source_size[0],
+                "time_base": str(frames.time_base) if frames.time_base else None,
+                "fps": float(frames.rate) if frames.rate else None,
+            },
+            "model": {"id": model_id, "sha256": str(getattr(segmenter, "weights_sha256", ""))},
+            "vocabulary": _vocabulary_attrs(vocab),
+            "settings": settings,
+            "live": {"part": number if rolling else None, "first_time": first_time},
+        }
+        store = LabelStore.open(
+            path,
+            label_size=label_size,
+            identity=identity,
+            attrs=attrs,
+            compression_level=config.store.compression_level,
+            table_chunk=config.store.table_chunk,
+            frames_per_shard=getattr(config.store, "frames_per_shard", 64),
+        )
+        made = _StoreSlot(path, store, _Writer(store, overlay_writer, progress), first_time)
+        # Drops before a store's first frame are counted in it (the first store: all earlier).
+        made.dropped_at_open = frames.stats.dropped if number > 1 else 0
+        stores.append(str(path))
+        if feed is not None and rolling:
+            feed.write({"type": "store", "store": str(path), "part": number})
+        return made
+
+    def close_slot(current: _StoreSlot, reason: str) -> None:
+        facts = _live_facts(frames, current, reason)
+        current.writer.put(_empty_block(label_size, (tracker.state.to_json(), facts)))
+        current.writer.close()
+        current.store.finish(live=facts, warnings=list(frames.stats.warnings))
+
+    frames.start()
+    try:
+        while True:
+            if signals.requested:
+                ended = signals.requested
+                break
+            want = batch_size
+            if live.max_frames is not None:
+                want = min(want, live.max_frames - processed)
+                if want <= 0:
+                    ended = "max frames"
+                    break
+            batch = frames.take(want)
+            if not batch:
+                ended = signals.requested or frames.stats.ended or "end of stream"
+                break
+            if label_size is None:
+                source_size = batch[0].decoded.source_size
+                label_size = (
+                    max(1, round(source_size[0] * scale)),
+                    max(1, round(source_size[1] * scale)),
+                )
+                if hasattr(segmenter, "input_size"):
+                    input_size = tuple(segmenter.input_size(*source_size))
+                if overlay_path is not None:
+                    from streamseg.video.live_overlay import LiveOverlayWriter
+
+                    overlay_writer = LiveOverlayWriter(
+                        overlay_path, size=source_size, alpha=config.render.alpha
+                    )
+                segment_began = time.monotonic()
+            want_full = overlay_writer is not None
+            converted = [item.decoded.convert(input_size, want_full) for item in batch]
+            with _autocast(segmenter, config.model.precision):
+                results = segmenter.segment([f.image for f in converted], output_size=label_size)
+            done_at = time.monotonic()
+            block: list[tuple[Any, np.ndarray, list[tuple], Any]] = []
+            for item, frame, seg in zip(batch, converted, results, strict=True):
+                if slot is None:
+                    slot = open_slot(frame.time, frame.source_size)
+                elif rolling and frame.time - slot.first_time >= live.segment_duration:
+                    _send(slot, block, label_size, None)
+                    block = []
+                    close_slot(slot, "rollover")
+                    slot = open_slot(frame.time, frame.source_size)
+                seg = filter_segmentation(
+                    seg, config.model.score_threshold, config.model.min_area, keep
+                )
+                result = tracker.step(frame.index, seg)
+                rows = segment_rows(len(block), seg.segments, result)
+                latency = done_at - item.arrived
+                latencies.append(latency)
+                if feed is not None:
+                    feed.write(
+                        frame_event(
+                            store=str(slot.path),
+                            row=slot.rows + len(block),
+                            index=frame.index,
+                            time=frame.time,
+                            pts=frame.pts,
+                            latency=latency,
+                            dropped=frames.stats.dropped,
+                            rows=rows,
+                            names=names,
+                        )
+                    )
+                overlay_item = None
+                if overlay_writer is not None:
+                    track_names = {t: names[c] for t, c in result.classes.items()}
+                    overlay_item = (
+                        frame.source_image,
+                        result.labels,
+                        track_names,
+                        frame.pts,
+                        frame.time,
+                    )
+                block.append((frame, result.labels, rows, overlay_item))
+            processed += len(batch)
+            since_commit += len(block)
+            commit = None
+            if (
+                since_commit >= config.store.commit_frames
+                or time.monotonic() - last_commit >= COMMIT_SECONDS
+            ):
+                commit = (tracker.state.to_json(), _live_facts(frames, slot, "running"))
+                last_commit = time.monotonic()
+                since_commit = 0
+            _send(slot, block, label_size, commit)
+    except BaseException as caught:
+        error = caught
+        ended = f"error: {caught}"
+        raise
+    finally:
+        frames.stop()
+        signals.restore()
+        try:
+            if slot is not None:
+                if error is None:
+                    close_slot(slot, ended)
+                else:
+                    # Keep what was committed; finishing trims to the last commit.
+                    try:
+                        slot.writer.close()
+                    finally:
+                        slot.store.finish(live=_live_facts(frames, slot, ended))
+        finally:
+            if overlay_writer is not None:
+                overlay_writer.close()
+            frames.join(timeout=2.0)
+    if feed is not None:
+        feed.write(
+            {
+                "type": "end",
+                "reason": ended,
+                "frames": processed,
+                "dropped": frames.stats.dropped,
+                "received": frames.stats.received,
+            }
+        )
+    now = time.monotonic()
+    segmenting = now - segment_began if segment_began is not None else 0.0
+    frames_total = segments_total = tracks_total = 0
+    for path in stores:
+        reader = StoreReader(path)
+        frames_total += reader.num_frames
+        segments_total += reader.num_segments
+        tracks_total = max(tracks_total, int(reader.attrs.get("tracks", 0)))
+    return LiveSummary(
+        source=os.fspath(source),
+        store=stores[-1] if stores else str(first_path),
+        status="stopped" if signals.requested else "done",
+        frames=frames_total,
+        resumed_from=0,
+        segments=segments_total,
+        tracks=int(tracker.state.next_id - 1) if stores else 0,
+        seconds=now - began,
+        fps=processed / segmenting if segmenting > 0 else 0.0,
+        label_size=label_size or (0, 0),
+        overlay=str(overlay_path) if overlay_writer is not None else None,
+        warnings=list(frames.stats.warnings),
+        received=frames.stats.received,
+        dropped=frames.stats.dropped,
+        connects=frames.stats.connects,
+        stores=stores,
+        latency_max=max(latencies, default=0.0),
+        latency_mean=float(np.mean(latencies)) if latencies else 0.0,
+        ended=ended,
+    )
+
+
+def _send(
+    slot: _StoreSlot,
+    block: list[tuple[Any, np.ndarray, list[tuple], Any]],
+    label_size: tuple[int, int],
+    commit: tuple[str, dict[str, Any]] | None,
+) -> None:
+    """Hand a block of frames (and maybe a commit) to the slot's writer thread."""
+    if not block and commit is None:
+        return
+    if not block:
+        slot.writer.put(_empty_block(label_size, commit))
+        return
+    labels = np.stack([labels for _, labels, _, _ in block]).astype(np.int32)
+    rows = [row for _, _, frame_rows, _ in block for row in frame_rows]
+    frame_columns = {
+        "index": np.array([f.index for f, _, _, _ in block]),
+        "pts": np.array([-1 if f.pts is None else f.pts for f, _, _, _ in block]),
+        "time": np.array([f.time for f, _, _, _ in block], np.float64),
+        "keyframe": np.array([f.keyframe for f, _, _, _ in block]),
+        "corrupt": np.array([f.corrupt for f, _, _, _ in block]),
+    }
+    overlay_items = [item for _, _, _, item in block if item is not None]
+    slot.writer.put((labels, frame_columns, _columns(rows), overlay_items, commit))
+    slot.rows += len(block)
+
+
+def _live_facts(frames: LiveFrameSource, slot: _StoreSlot | None, state: str) -> dict[str, Any]:
+    stats = frames.stats
+    return {
+        "state": state,
+        "received": stats.received,
+        "dropped_total": stats.dropped,
+        "dropped": stats.dropped - (slot.dropped_at_open if slot is not None else 0),
+        "connects": stats.connects,
+        "failures": stats.failures,
+        "max_latency": frames.settings.max_latency,
+        "drop_stale": frames.drop,
+    }
+
+
+def _check_new_store(path: Path, overwrite: bool) -> None:
+    if not path.exists() or overwrite:
+        if path.exists() and not is_store(path) and any(path.iterdir()):
+            raise UserError(f"{path}: not a streamseg store; refusing to delete it")
+        return
+    raise UserError(
+        f"{path}: exists (a live run writes a new store each run); use --overwrite or another --out"
+    )

@@ -1,0 +1,283 @@
+"""Live sources: a stream served on 127.0.0.1 by the test, stdin, reconnect, stop, rollover.
+
+The served stream is the moving-blobs video as MPEG-TS at 25 fps (pts step 3600 in the 90 kHz
+clock); the segmenter is the colour-threshold fake, made slower than the source where the test
+needs drops. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from fake_segmenter import FakeSegmenter
+from live_server import TICKS, StreamServer, write_ts
+
+from streamseg.config import RunConfig
+from streamseg.errors import UserError
+from streamseg.video.frames import DecodedFrame
+from streamseg.video.live import LiveFrameSource, LiveSettings, source_kind
+from streamseg.video.live_run import numbered_store, run_live
+from streamseg.video.store import open_store, read_progress
+
+TESTS = Path(__file__).resolve().parent
+
+
+def _config(batch_size: int = 2) -> RunConfig:
+    return RunConfig().with_overrides(model={"batch_size": batch_size})
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    env["STREAMSEG_SEGMENTER_FACTORY"] = "fake_segmenter:make_fake"
+    env.update(extra)
+    return env
+
+
+def test_source_kinds() -> None:
+    assert source_kind("-") == "stdin"
+    assert source_kind("rtsp://cam.local/stream") == "network"
+    assert source_kind("TCP://127.0.0.1:9000") == "network"
+    assert source_kind("/dev/video7") == "device"
+    assert source_kind("clip.mp4") == "file"
+    assert numbered_store(Path("out/cam.zarr"), 3) == Path("out/cam-0003.zarr")
+
+
+def _decoded(index: int) -> DecodedFrame:
+    return DecodedFrame(index, index, index / 25, (2, 2), False, False, lambda size: None)
+
+
+def test_stale_frames_are_dropped_before_inference() -> None:
+    """Fake clock: frames older than max_latency at take time are dropped and counted."""
+    now = [0.0]
+    source = LiveFrameSource("-", LiveSettings(max_latency=1.0), drop=True, clock=lambda: now[0])
+    for index in range(5):  # arrive at t = 0.0, 0.5, 1.0, 1.5, 2.0
+        now[0] = index * 0.5
+        source._push(_decoded(index))
+    now[0] = 2.25  # frames that arrived before 1.25 s are too old
+    taken = source.take(2)
+    assert [item.decoded.index for item in taken] == [3, 4]
+    assert source.stats.dropped == 3
+    assert source.stats.taken == 2
+
+
+def test_pipe_mode_keeps_every_frame() -> None:
+    now = [0.0]
+    source = LiveFrameSource("-", LiveSettings(max_latency=0.1), drop=False, clock=lambda: now[0])
+    for index in range(3):
+        source._push(_decoded(index))
+    now[0] = 100.0
+    assert [item.decoded.index for item in source.take(8)] == [0, 1, 2]
+    assert source.stats.dropped == 0
+
+
+def test_live_stream_with_slow_model_drops_and_keeps_times(tmp_path: Path) -> None:
+    """60 frames at 25 fps, a model at ~7 fps: frames are dropped, latency stays bounded,
+    every processed frame keeps its own timestamp, and the events feed says the same."""
+    server = StreamServer([60])
+    feed = io.StringIO()
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(batch_size=2),
+        live=LiveSettings(max_latency=0.4, read_timeout=3.0),
+        segmenter=FakeSegmenter(delay=0.3),
+        events=feed,
+        handle_signals=False,
+    )
+    server.join()
+    reader = open_store(tmp_path / "cam.zarr")
+    frames = reader.frames
+    assert summary.received == 60
+    assert summary.dropped > 0
+    assert summary.frames + summary.dropped == 60
+    assert reader.num_frames == summary.frames
+    index = frames["index"]
+    assert np.all(np.diff(index) >= 1) and np.any(np.diff(index) > 1)  # gaps = drops
+    # true timestamps: pts = index x 3600 in the 90 kHz clock (plus the muxer's offset)
+    offset = frames["pts"][0] - index[0] * TICKS
+    np.testing.assert_array_equal(frames["pts"], index * TICKS + offset)
+    np.testing.assert_allclose(frames["time"], frames["pts"] / 90000, atol=1e-9)
+    live = reader.attrs["live"]
+    assert live["dropped"] == summary.dropped and live["received"] == 60
+    # bounded: without dropping the last frame would wait ~6 s behind the source
+    assert summary.latency_max < 2.0
+    lines = [json.loads(line) for line in feed.getvalue().splitlines()]
+    frame_lines = [line for line in lines if line["type"] == "frame"]
+    assert [line["index"] for line in frame_lines] == index.tolist()
+    assert [line["row"] for line in frame_lines] == list(range(reader.num_frames))
+    assert lines[-1] == {
+        "type": "end",
+        "reason": "end of stream",
+        "frames": summary.frames,
+        "dropped": summary.dropped,
+        "received": 60,
+    }
+    red = [s for s in frame_lines[0]["segments"] if s["class"] == "red"]
+    assert red and red[0]["is_thing"]
+
+
+def test_reconnect_after_disconnect(tmp_path: Path) -> None:
+    """The server drops the connection after 12 frames and serves 12 more to the next one."""
+    server = StreamServer([12, 12], pace=False)
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(),
+        live=LiveSettings(live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=3.0),
+        segmenter=FakeSegmenter(),
+        handle_signals=False,
+    )
+    server.join()
+    reader = open_store(tmp_path / "cam.zarr")
+    assert summary.connects == 2
+    assert reader.num_frames == 24 == summary.frames
+    pts = reader.frames["pts"]
+    np.testing.assert_array_equal(np.diff(pts), np.full(23, TICKS))
+    # the blue square keeps one track across the reconnect
+    segments = reader.segments
+    blue = segments["track_id"][segments["class_id"] == 1]
+    assert len(blue) == 24 and len(set(blue.tolist())) == 1
+
+
+def test_unreachable_source_is_a_user_error(tmp_path: Path) -> None:
+    server = StreamServer([])  # listens, closes at once
+    server.join()
+    with pytest.raises(UserError, match="cannot open|stream"):
+        run_live(
+            server.url,
+            tmp_path / "x.zarr",
+            config=_config(),
+            live=LiveSettings(open_timeout=2.0, read_timeout=2.0),
+            segmenter=FakeSegmenter(),
+            handle_signals=False,
+        )
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_rollover_by_duration_continues_track_ids(tmp_path: Path) -> None:
+    server = StreamServer([30], pace=False)
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(batch_size=4),
+        live=LiveSettings(live=False, segment_duration=0.38, read_timeout=3.0),
+        segmenter=FakeSegmenter(),
+        handle_signals=False,
+    )
+    server.join()
+    paths = [tmp_path / f"cam-000{k}.zarr" for k in (1, 2, 3)]
+    assert summary.stores == [str(p) for p in paths]
+    readers = [open_store(p) for p in paths]
+    assert [r.num_frames for r in readers] == [10, 10, 10]
+    assert [int(r.frames["index"][0]) for r in readers] == [0, 10, 20]
+    assert all(r.status == "done" for r in readers)
+    blue = [set(r.segments["track_id"][r.segments["class_id"] == 1].tolist()) for r in readers]
+    assert blue[0] == blue[1] == blue[2] and len(blue[0]) == 1
+
+
+def test_live_overlay_is_a_growing_ts(tmp_path: Path) -> None:
+    server = StreamServer([8], pace=False)
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(),
+        live=LiveSettings(live=False, read_timeout=3.0),
+        segmenter=FakeSegmenter(),
+        overlay=tmp_path / "overlay.ts",
+        handle_signals=False,
+    )
+    server.join()
+    with av.open(str(tmp_path / "overlay.ts")) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == summary.frames == 8
+    assert (frames[0].height, frames[0].width) == (48, 64)
+
+
+def test_stdin_pipe(tmp_path: Path) -> None:
+    """`streamseg run - ...` reads MPEG-TS from a pipe; every frame is processed (no drops)."""
+    data = io.BytesIO()
+    write_ts(data, 0, 16, pace=False)
+    out = tmp_path / "pipe.zarr"
+    result = subprocess.run(
+        [sys.executable, "-m", "streamseg", "run", "-", "--out", str(out), "--json"],
+        input=data.getvalue(),
+        env=_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 16 and summary["dropped"] == 0
+    reader = open_store(out)
+    assert reader.frames["index"].tolist() == list(range(16))
+    assert np.all(np.diff(reader.frames["pts"]) == TICKS)
+
+
+def _wait_for_frames(store: Path, count: int, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (store / "progress.json").exists() and read_progress(store).frames >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{store}: fewer than {count} frames committed in {seconds} s")
+
+
+def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) -> None:
+    server = StreamServer([600, 600])  # 24 s each: far longer than the test waits
+    out = tmp_path / "cam.zarr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "run", server.url, "--out", str(out), "--json"],
+        env=_env(FAKE_SEGMENTER_DELAY="0.05"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_frames(out, 4)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr.decode()
+    summary = json.loads(stdout)
+    assert summary["ended"] == "interrupted"
+    reader = open_store(out)
+    assert reader.status == "done"
+    assert reader.num_frames == summary["frames"] >= 4
+    assert reader.labels().shape[0] == reader.num_frames
+    assert reader.attrs["live"]["state"] == "interrupted"
+
+    # Second run, two SIGINTs: exits at once (130), the store consistent up to its last commit.
+    second = tmp_path / "cam2.zarr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "run", server.url, "--out", str(second)],
+        env=_env(FAKE_SEGMENTER_DELAY="2"),  # a batch takes 2 s: the first stop must wait
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_frames(second, 1)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    server.stop.set()
+    assert process.returncode == 130
+    reader = open_store(second)
+    assert reader.num_frames >= 1
+    assert reader.labels().shape[0] == reader.num_frames
