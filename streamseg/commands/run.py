@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("reporting")
     out.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # Live sources (URLs, devices, stdin): options and code in video/live_cli.py.
+    from streamseg.video.live_cli import add_live_arguments
+
+    add_live_arguments(parser)
 
 
 def build_config(args: argparse.Namespace) -> Any:
@@ -120,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
     from streamseg.video.pipeline import default_store_path, run_video
 
     config = build_config(args)
+    from streamseg.video.live_cli import run_live_command, wants_live
+
+    if wants_live(args):
+        return run_live_command(args, config, segmenter=_factory_segmenter())
     source = args.source
     if not Path(source).exists() and not any(ch in source for ch in "*?["):
         raise UserError(f"{source}: no such file or folder")
