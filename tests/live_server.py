@@ -69,8 +69,8 @@ class StreamServer:
                 connection, _ = self._socket.accept()
                 try:
                     write_ts(_SocketFile(connection), first, count, self.pace)
-                except OSError:
-                    pass  # the reader went away
+                except (OSError, av.error.FFmpegError):
+                    pass  # the reader went away (a broken pipe, seen by PyAV as a callback error)
                 finally:
                     connection.close()
                 first += count
