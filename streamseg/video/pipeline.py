@@ -361,7 +361,22 @@ def run_video(
         UserError: bad source, unwritable or mismatching store, missing vocabulary.
     """
     from streamseg.video.decode import DecodeStats, iter_frames, probe
+    from streamseg.video.live import is_live_source
 
+    if is_live_source(source):
+        # URLs, capture devices and stdin: the live path (video/live_run.py, same stages).
+        from streamseg.video.live_run import run_live
+
+        return run_live(
+            source,
+            out,
+            config=config,
+            segmenter=segmenter,
+            vocabulary=vocabulary,
+            overlay=overlay,
+            overwrite=overwrite,
+            progress=progress,
+        )
     began = time.monotonic()
     config = config or RunConfig()
     decode = config.decode
