@@ -205,24 +205,54 @@ def test_live_overlay_is_a_growing_ts(tmp_path: Path) -> None:
     assert (frames[0].height, frames[0].width) == (48, 64)
 
 
-def test_stdin_pipe(tmp_path: Path) -> None:
-    """`streamseg run - ...` reads MPEG-TS from a pipe; every frame is processed (no drops)."""
+def test_live_overlay_fragmented_mp4_through_run_video(tmp_path: Path) -> None:
+    """run_video takes a URL too (the live path); an .mp4 overlay is fragmented MP4."""
+    from streamseg.video.pipeline import run_video
+
+    server = StreamServer([6], pace=False)
+    summary = run_video(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(),
+        segmenter=FakeSegmenter(),
+        overlay=tmp_path / "overlay.mp4",
+    )
+    server.join()
+    data = (tmp_path / "overlay.mp4").read_bytes()
+    assert b"moof" in data and b"mvex" in data  # movie fragments, index up front
+    with av.open(str(tmp_path / "overlay.mp4")) as container:
+        assert len(list(container.decode(video=0))) == summary.frames == 6
+
+
+def test_stdin_pipe_with_events(tmp_path: Path) -> None:
+    """`streamseg run - --events` reads MPEG-TS from a pipe: every frame is processed (no
+    drops in pipe mode), one JSON line per frame on stdout, the summary on stderr."""
     data = io.BytesIO()
     write_ts(data, 0, 16, pace=False)
     out = tmp_path / "pipe.zarr"
     result = subprocess.run(
-        [sys.executable, "-m", "streamseg", "run", "-", "--out", str(out), "--json"],
+        [sys.executable, "-m", "streamseg", "run", "-", "--out", str(out), "--json", "--events"],
         input=data.getvalue(),
         env=_env(),
         capture_output=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr.decode()
-    summary = json.loads(result.stdout)
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [line["index"] for line in lines if line["type"] == "frame"] == list(range(16))
+    assert lines[-1]["type"] == "end" and lines[-1]["frames"] == 16
+    summary = json.loads(result.stderr.decode().strip().splitlines()[-1])
     assert summary["frames"] == 16 and summary["dropped"] == 0
     reader = open_store(out)
     assert reader.frames["index"].tolist() == list(range(16))
     assert np.all(np.diff(reader.frames["pts"]) == TICKS)
+    # the blob video's segments: red (thing), blue (thing), ground (stuff) on frame 0
+    first = lines[0]["segments"]
+    assert sorted(s["class"] for s in first) == ["blue", "ground", "red"]
+    segments = reader.segments
+    in_store = segments["track_id"][segments["frame"] == 0]
+    assert sorted(s["track_id"] for s in first) == sorted(in_store.tolist())
+    assert len(set(in_store.tolist())) == 3
 
 
 def _wait_for_frames(store: Path, count: int, seconds: float = 60.0) -> None:
