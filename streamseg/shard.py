@@ -289,6 +289,10 @@ def stitch_stores(
             raise RuntimeError(f"{reader.path}: shard store is not finished")
     identity, attrs = _stitched_metadata(readers[0], start, end, len(readers), iou_threshold)
     store_settings = identity["settings"]["store"]
+    # The label layout of the run (shard files per N frames) when its settings name one.
+    layout = {}
+    if "frames_per_shard" in store_settings:
+        layout["frames_per_shard"] = int(store_settings["frames_per_shard"])
     # Leftovers of an attempt killed mid-way (its worker died) go first.
     for stale in output.parent.glob(f".{output.name}.stitch-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -301,6 +305,7 @@ def stitch_stores(
             attrs=attrs,
             compression_level=int(store_settings.get("compression_level", 3)),
             table_chunk=int(store_settings.get("table_chunk", 4096)),
+            **layout,
         )
         height, width = readers[0].label_size
         block = max(1, min(64, block_bytes // (4 * height * width)))

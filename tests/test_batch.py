@@ -310,6 +310,10 @@ def _assert_same_store(a: Path, b: Path) -> None:
             else:
                 np.testing.assert_array_equal(ta[column], values, err_msg=f"{table}.{column}")
     assert ra.attrs["identity"] == rb.attrs["identity"]
+    # Same array layout (chunks, shard files, codecs), not only the same values.
+    meta_a = json.loads((Path(a) / "labels" / "zarr.json").read_text())
+    meta_b = json.loads((Path(b) / "labels" / "zarr.json").read_text())
+    assert meta_a == meta_b
 
 
 def _fake_config(**store: int) -> RunConfig:
