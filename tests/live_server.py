@@ -48,9 +48,12 @@ def write_ts(target: object, first: int, count: int, pace: bool) -> None:
 class StreamServer:
     """Serve `parts[k]` frames to the k-th connection, then stop accepting."""
 
-    def __init__(self, parts: Sequence[int], pace: bool = True) -> None:
+    def __init__(self, parts: Sequence[int], pace: bool = True, stall: bool = False) -> None:
+        """`stall`: after each part but the last, keep the connection open without sending
+        anything until the reader hangs up (a camera that stops sending)."""
         self.parts = list(parts)
         self.pace = pace
+        self.stall = stall
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self._socket.listen(2)
@@ -65,10 +68,13 @@ class StreamServer:
     def _serve(self) -> None:
         first = 0
         try:
-            for count in self.parts:
+            for part, count in enumerate(self.parts):
                 connection, _ = self._socket.accept()
                 try:
                     write_ts(_SocketFile(connection), first, count, self.pace)
+                    if self.stall and part + 1 < len(self.parts):
+                        connection.settimeout(20)
+                        connection.recv(1)  # b"" once the reader hangs up
                 except (OSError, av.error.FFmpegError):
                     pass  # the reader went away (a broken pipe, seen by PyAV as a callback error)
                 finally:

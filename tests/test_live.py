@@ -311,3 +311,24 @@ def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) ->
     reader = open_store(second)
     assert reader.num_frames >= 1
     assert reader.labels().shape[0] == reader.num_frames
+
+
+def test_reconnect_after_stall(tmp_path: Path) -> None:
+    """The server stops sending but keeps the connection open: after --read-timeout the
+    reader hangs up and reconnects, and gets the rest."""
+    server = StreamServer([12, 12], pace=False, stall=True)
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(),
+        live=LiveSettings(live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=1.0),
+        segmenter=FakeSegmenter(),
+        handle_signals=False,
+    )
+    server.join()
+    reader = open_store(tmp_path / "cam.zarr")
+    assert summary.connects == 2
+    assert "stream lost" in " ".join(summary.warnings)
+    pts = reader.frames["pts"]
+    assert pts[-1] - pts[0] == 23 * TICKS  # the last frame of the second part arrived
+    assert reader.num_frames in (23, 24)  # the frame in flight at the stall may be lost

@@ -47,7 +47,7 @@ NETWORK_SCHEMES = (
 )
 STDIN = "-"
 # Most frames kept waiting in live mode whatever the rate (the age limit usually binds first).
-LIVE_BUFFER_FRAMES = 256
+LIVE_BUFFER_FRAMES = 64
 # Probe little before the first frame (low start-up latency on live inputs). Not "fflags
 # nobuffer": it loses the first frame of an MPEG-TS stream (the probed packets).
 PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
@@ -278,6 +278,8 @@ class LiveFrameSource:
             if not can_retry or now - gone_since >= settings.reconnect_timeout:
                 if failure is None:
                     self._finish("end of stream")
+                elif self.stats.received:
+                    self._finish(f"source gone ({failure})")
                 else:
                     self._finish(failure, UserError(failure))
                 return
