@@ -265,7 +265,7 @@ def _wait_for_frames(store: Path, count: int, seconds: float = 60.0) -> None:
 
 
 def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) -> None:
-    server = StreamServer([600, 600])  # 24 s each: far longer than the test waits
+    server = StreamServer([600, 600, 600])  # 24 s each: far longer than the test waits
     out = tmp_path / "cam.zarr"
     process = subprocess.Popen(
         [sys.executable, "-m", "streamseg", "run", server.url, "--out", str(out), "--json"],
@@ -288,6 +288,26 @@ def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) ->
     assert reader.num_frames == summary["frames"] >= 4
     assert reader.labels().shape[0] == reader.num_frames
     assert reader.attrs["live"]["state"] == "interrupted"
+
+    # SIGTERM: the same clean stop.
+    third = tmp_path / "cam3.zarr"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "run", server.url, "--out", str(third), "--json"],
+        env=_env(FAKE_SEGMENTER_DELAY="0.05"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_frames(third, 2)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr.decode()
+    assert json.loads(stdout)["ended"] == "terminated"
+    reader = open_store(third)
+    assert reader.status == "done" and reader.attrs["live"]["state"] == "terminated"
 
     # Second run, two SIGINTs: exits at once (130), the store consistent up to its last commit.
     second = tmp_path / "cam2.zarr"
@@ -332,3 +352,21 @@ def test_reconnect_after_stall(tmp_path: Path) -> None:
     pts = reader.frames["pts"]
     assert pts[-1] - pts[0] == 23 * TICKS  # the last frame of the second part arrived
     assert reader.num_frames in (23, 24)  # the frame in flight at the stall may be lost
+
+
+def test_max_frames_stops_a_live_run(tmp_path: Path) -> None:
+    server = StreamServer([40], pace=False)
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(batch_size=4),
+        live=LiveSettings(live=False, max_frames=10, read_timeout=3.0),
+        segmenter=FakeSegmenter(),
+        handle_signals=False,
+    )
+    server.stop.set()
+    server.join()
+    assert summary.ended == "max frames"
+    reader = open_store(tmp_path / "cam.zarr")
+    assert reader.frames["index"].tolist() == list(range(10))
+    assert reader.status == "done"
