@@ -370,3 +370,15 @@ def test_max_frames_stops_a_live_run(tmp_path: Path) -> None:
     reader = open_store(tmp_path / "cam.zarr")
     assert reader.frames["index"].tolist() == list(range(10))
     assert reader.status == "done"
+
+
+def test_measure_live_rate_accounts_for_every_frame() -> None:
+    from streamseg.video.live_bench import measure_live_rate
+
+    rate = measure_live_rate(
+        FakeSegmenter(delay=0.2), size=(48, 64), input_fps=25.0, seconds=1.2, max_latency=0.3
+    )
+    assert rate.received == 30
+    assert rate.processed + rate.dropped == 30
+    assert rate.dropped > 0 and rate.processed > 0
+    assert rate.processed_fps > 0
