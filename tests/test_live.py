@@ -70,6 +70,19 @@ def test_stale_frames_are_dropped_before_inference() -> None:
     assert [item.decoded.index for item in taken] == [3, 4]
     assert source.stats.dropped == 3
     assert source.stats.taken == 2
+    # a budget for the processing time: only frames that can still finish in time, and
+    # always the newest one (unless older than max_latency itself)
+    for index in range(5, 8):  # arrive at t = 2.5, 3.0, 3.5
+        now[0] = 2.5 + (index - 5) * 0.5
+        source._push(_decoded(index))
+    now[0] = 3.75
+    assert [item.decoded.index for item in source.take(4, budget=0.5)] == [7]
+    assert source.stats.dropped == 5
+    source._push(_decoded(8))  # arrives at 3.75
+    now[0] = 4.8  # older than max_latency: dropped even alone
+    source.stop()
+    assert source.take(4, budget=0.0) == []
+    assert source.stats.dropped == 6
 
 
 def test_pipe_mode_keeps_every_frame() -> None:

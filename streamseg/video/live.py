@@ -177,8 +177,14 @@ class LiveFrameSource:
         self._thread.start()
         return self
 
-    def take(self, count: int, wait: float = 0.1) -> list[LiveFrame]:
-        """Up to `count` frames, oldest first, none older than `max_latency` (live mode).
+    def take(self, count: int, wait: float = 0.1, budget: float | None = None) -> list[LiveFrame]:
+        """Up to `count` frames, oldest first, none older than `budget` seconds (live mode).
+
+        Args:
+            budget: how long a frame may have waited when it is taken (default `max_latency`);
+                the pipeline passes `max_latency` minus its expected processing time, so that
+                a frame is done within `max_latency` of its arrival. The newest frame is kept
+                whatever the budget (unless older than `max_latency`): there is always work.
 
         Blocks until at least one frame is there; returns [] once the source has ended and
         every frame was taken (or `stop()` was called). Re-raises a source error that came
@@ -186,7 +192,7 @@ class LiveFrameSource:
         """
         with self._cond:
             while True:
-                self._drop_stale()
+                self._drop_stale(budget)
                 if self._buffer:
                     frames = [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
                     self.stats.taken += len(frames)
@@ -207,12 +213,16 @@ class LiveFrameSource:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
-    def _drop_stale(self) -> None:
+    def _drop_stale(self, budget: float | None = None) -> None:
         if not self.drop:
             return
-        limit = self._clock() - self.settings.max_latency
-        while self._buffer and self._buffer[0].arrived < limit:
+        now = self._clock()
+        limit = now - (self.settings.max_latency if budget is None else budget)
+        while len(self._buffer) > 1 and self._buffer[0].arrived < limit:
             self._buffer.popleft()
+            self.stats.dropped += 1
+        if self._buffer and self._buffer[0].arrived < now - self.settings.max_latency:
+            self._buffer.popleft()  # even alone, too old (the source stalled)
             self.stats.dropped += 1
 
     # ---------------------------------------------------------------- producer side

@@ -210,6 +210,7 @@ def run_live(
     number = 0
     last_commit = time.monotonic()
     since_commit = 0
+    batch_seconds = 0.0  # running mean of the seconds a batch takes (convert + model)
     ended = ""
     segment_began: float | None = None
     error: BaseException | None = None
@@ -279,7 +280,9 @@ def run_live(
                 if want <= 0:
                     ended = "max frames"
                     break
-            batch = frames.take(want)
+            # Frames must finish within max_latency of arriving: leave room for the expected
+            # processing time of a batch (running mean of the last ones).
+            batch = frames.take(want, budget=live.max_latency - batch_seconds)
             if not batch:
                 ended = signals.requested or frames.stats.ended or "end of stream"
                 break
@@ -298,11 +301,14 @@ def run_live(
                         overlay_path, size=source_size, alpha=config.render.alpha
                     )
                 segment_began = time.monotonic()
+            took_at = time.monotonic()
             want_full = overlay_writer is not None
             converted = [item.decoded.convert(input_size, want_full) for item in batch]
             with _autocast(segmenter, config.model.precision):
                 results = segmenter.segment([f.image for f in converted], output_size=label_size)
             done_at = time.monotonic()
+            spent = done_at - took_at
+            batch_seconds = spent if not latencies else 0.7 * batch_seconds + 0.3 * spent
             block: list[tuple[Any, np.ndarray, list[tuple], Any]] = []
             for item, frame, seg in zip(batch, converted, results, strict=True):
                 if slot is None:
