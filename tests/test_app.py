@@ -212,6 +212,7 @@ def test_served_video_gives_overlay_table_and_downloads(served, tmp_path: Path) 
         coco = json.loads(archive.read("shapes_video_coco-panoptic/panoptic.json"))
     assert len(coco["images"]) == 4
     assert status.startswith("**shapes_video.mp4**: 4 frames (128x128)")
+    assert "note: this model has random weights" in status
 
 
 def test_served_image_gives_overlay_image(served) -> None:  # noqa: ANN001
