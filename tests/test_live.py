@@ -395,3 +395,19 @@ def test_measure_live_rate_accounts_for_every_frame() -> None:
     assert rate.processed + rate.dropped == 30
     assert rate.dropped > 0 and rate.processed > 0
     assert rate.processed_fps > 0
+
+
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamseg.cli import main
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"x")
+    assert main(["run", str(video), "--segment-duration", "5", "--out", "x.zarr"]) == 2
+    assert "apply to live sources" in capsys.readouterr().err
+    assert main(["run", "-", "--vocab", "a,b"]) == 2
+    assert "needs --out" in capsys.readouterr().err
+    existing = tmp_path / "cam.zarr"
+    existing.mkdir()
+    (existing / "file").write_text("not a store")
+    assert main(["run", "tcp://127.0.0.1:9", "--out", str(existing), "--vocab", "a"]) == 2
+    assert "exists (a live run writes a new store each run)" in capsys.readouterr().err

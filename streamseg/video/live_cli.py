@@ -64,7 +64,12 @@ def wants_live(args: argparse.Namespace) -> bool:
     """True when `streamseg run` should take the live path for these arguments."""
     from streamseg.video.live import is_live_source
 
-    return is_live_source(args.source) or bool(getattr(args, "segment_duration", None))
+    if is_live_source(args.source):
+        return True
+    # Live-only options on a file: taken to the live path, which says they do not apply.
+    return bool(getattr(args, "segment_duration", None) or getattr(args, "events", False)) or (
+        getattr(args, "live", None) is True
+    )
 
 
 def run_live_command(args: argparse.Namespace, config: Any, segmenter: Any = None) -> int:
@@ -77,9 +82,14 @@ def run_live_command(args: argparse.Namespace, config: Any, segmenter: Any = Non
 
     source = args.source
     if not is_live_source(source):
-        raise UserError(f"{source}: --segment-duration applies to live sources (URL, device, -)")
+        raise UserError(
+            f"{source}: --live, --segment-duration and --events apply to live sources "
+            "(a URL, a capture device, or - for stdin)"
+        )
     if not args.out:
         raise UserError(f"{source}: a live source needs --out STORE")
+    if source == "-" and sys.stdin.isatty():
+        raise UserError("-: standard input is a terminal; pipe a stream into it")
     settings = LiveSettings(
         live=args.live,
         max_latency=args.max_latency,
