@@ -30,9 +30,10 @@ class _SocketFile:
         return len(data)
 
 
-def write_ts(target: object, first: int, count: int, pace: bool) -> None:
-    """Mux blob frames first..first+count-1 (pts = index x TICKS) as MPEG-TS into `target`."""
-    with av.open(target, "w", format="mpegts") as out:
+def write_ts(target: object, first: int, count: int, pace: bool, container: str = "mpegts") -> None:
+    """Mux blob frames first..first+count-1 at 25 fps (MPEG-TS: pts = index x TICKS) into
+    `target` (`container`: an FFmpeg muxer name, mpegts or matroska)."""
+    with av.open(target, "w", format=container) as out:
         stream = out.add_stream("mpeg4", rate=RATE)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         began = time.monotonic()
