@@ -30,7 +30,9 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-latency",
         type=float,
         default=2.0,
-        help="live mode: seconds a frame may wait before it is dropped (default 2)",
+        help="live mode: a frame is segmented within about this many seconds of its arrival, "
+        "or dropped before inference (default 2); --overlay is then a growing .ts or "
+        "fragmented .mp4",
     )
     live.add_argument(
         "--reconnect", action="store_true", help="reopen a stream that ends, stalls or fails"
