@@ -249,3 +249,16 @@ def test_served_bad_uploads_get_a_message(served, tmp_path: Path) -> None:  # no
     big.write_bytes(np.zeros(1_500_000, np.uint8).tobytes())
     with pytest.raises(Exception, match="(?i)size"):
         _predict(client, big)
+
+
+def test_cli_busy_port_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from streamseg.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        code = main(["app", "--port", str(port), "--work-dir", str(tmp_path)])
+    assert code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"streamseg app: error: 127.0.0.1:{port}: cannot serve (")
