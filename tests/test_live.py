@@ -417,3 +417,44 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (existing / "file").write_text("not a store")
     assert main(["run", "tcp://127.0.0.1:9", "--out", str(existing), "--vocab", "a"]) == 2
     assert "exists (a live run writes a new store each run)" in capsys.readouterr().err
+
+
+def test_udp_stream(tmp_path: Path) -> None:
+    """MPEG-TS datagrams to udp://127.0.0.1:PORT; UDP has no end of stream, so the run ends
+    when no data came for --read-timeout (the source is gone)."""
+    import socket
+    import threading
+
+    data = io.BytesIO()
+    write_ts(data, 0, 50, pace=False)
+    payload = data.getvalue()
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+
+    def send() -> None:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        time.sleep(0.3)  # the reader binds the port first
+        size = 188 * 7  # whole TS packets per datagram, as FFmpeg sends them
+        chunks = [payload[i : i + size] for i in range(0, len(payload), size)]
+        began = time.monotonic()
+        for number, chunk in enumerate(chunks):
+            sender.sendto(chunk, ("127.0.0.1", port))
+            time.sleep(max(0.0, began + 2.0 * (number + 1) / len(chunks) - time.monotonic()))
+        sender.close()
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    summary = run_live(
+        f"udp://127.0.0.1:{port}",
+        tmp_path / "udp.zarr",
+        config=_config(),
+        live=LiveSettings(read_timeout=1.0),
+        segmenter=FakeSegmenter(),
+        handle_signals=False,
+    )
+    thread.join(timeout=10)
+    assert summary.received > 0 and summary.ended.startswith("source gone")
+    pts = open_store(tmp_path / "udp.zarr").frames["pts"]
+    assert np.all(np.diff(pts) > 0) and np.all(pts % TICKS == 0)
