@@ -52,6 +52,8 @@ class BenchConfig:
     vocab: str | None = None  # CLI vocabulary syntax (None = "shapes" or DEFAULT_VOCAB)
     stages: tuple[str, ...] = STAGES  # stages to time (the large model: model, end_to_end)
     seed: int = 0  # of the generated video
+    threads: int | None = None  # torch intra-op threads (None = torch's default); 1 is faster
+    # for small models on an oversubscribed machine (docs/BENCHMARKS.md)
 
 
 @dataclass
@@ -214,11 +216,9 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     """Measure every stage of `config.stages` (see the module docstring).
 
     Raises:
-        UserError: bad sizes, counts, stage names or precision.
+        UserError: bad sizes, counts, stage names, threads or precision.
     """
     import torch
-
-    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
 
     unknown = [s for s in config.stages if s not in STAGES]
     if unknown:
@@ -226,7 +226,22 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     if config.frames < 1 or config.repeats < 1 or config.batch_size < 1:
         raise UserError("--frames, --repeats and --batch-size must be at least 1")
     _autocast("cpu", config.precision)  # validates the name early
-    say = log or (lambda message: None)
+    if config.threads is not None and config.threads < 1:
+        raise UserError(f"--threads: must be at least 1, got {config.threads}")
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        return _run(config, log or (lambda message: None))
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
+    import torch
+
+    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
+
     name = config.model or DEFAULT_MODEL
     say(f"building {name}")
     with warnings.catch_warnings():

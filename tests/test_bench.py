@@ -66,8 +66,10 @@ def test_bench_subset_of_stages_skips_the_others() -> None:
             frames=2,
             repeats=1,
             stages=("decode", "track"),
+            threads=1,
         )
     )
+    assert result.threads == 1
     assert sorted(result.stages) == ["decode", "track"]
     assert result.pipeline_overhead is None
     assert result.frame_size == (64, 96) and result.input_size == (128, 192)  # short edge 128
@@ -98,6 +100,8 @@ def test_bad_input_is_a_user_error() -> None:
             parse_size(text)
     with pytest.raises(UserError, match="stages"):
         run_benchmark(BenchConfig(stages=("decode", "nope")))
+    with pytest.raises(UserError, match="threads"):
+        run_benchmark(BenchConfig(threads=0))
     with pytest.raises(UserError, match="precision"):
         run_benchmark(BenchConfig(precision="fp8"))
 

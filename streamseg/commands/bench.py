@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated subset of decode,model,track,store,render,end_to_end",
     )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         vocab=args.vocab,
         stages=stages,
+        threads=args.threads,
     )
     result = run_benchmark(config, log=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
     if args.json:
