@@ -71,35 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="X",
         help="lowest mask IoU over the overlap that links tracks across shards (0.5)",
     )
-    _add_run_arguments(parser)
+    from streamseg.commands.run import add_settings_arguments
+
+    add_settings_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-
-
-def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The settings flags of `streamseg run` (same names and meaning; one setting for the
-    whole batch), read by `streamseg.commands.run.build_config`."""
-    parser.add_argument("--pipeline", help="pipeline preset: TOML file or name in pipelines/")
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", help="model name, weights folder or official .pth")
-    model.add_argument("--clip-weights", help="open_clip weights for a checkpoint without CLIP")
-    model.add_argument("--vocab", help="classes: 'person|people,car,red panda' or a dataset name")
-    model.add_argument("--stuff", help="comma-separated names of --vocab classes that are stuff")
-    model.add_argument("--vocab-file", help="class-name file (id:name,synonym or one per line)")
-    model.add_argument("--batch-size", type=int, help="frames per forward pass")
-    model.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (on every worker)")
-    model.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
-    model.add_argument("--score-threshold", type=float, help="drop segments scoring below")
-    model.add_argument("--min-area", type=int, help="drop segments smaller (label pixels)")
-    model.add_argument("--keep", help="comma-separated class names to keep (default all)")
-    decode = parser.add_argument_group("frames")
-    decode.add_argument("--stride", type=int, help="segment every K-th frame")
-    decode.add_argument("--start", type=float, help="seconds from the first frame")
-    decode.add_argument("--end", type=float, help="stop at this second (from the first frame)")
-    decode.add_argument("--max-frames", type=int, help="stop after this many frames")
-    decode.add_argument("--stream", type=int, help="video stream number (default: the default)")
-    parser.add_argument(
-        "--label-scale", type=float, help="store labels at this fraction of the source size"
-    )
 
 
 def parse_resources(items: list[str]) -> dict[str, float]:

@@ -20,6 +20,21 @@ FACTORY_ENV = "STREAMSEG_SEGMENTER_FACTORY"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="video file, folder of frames, or glob ('clip/*.jpg')")
     parser.add_argument("--out", help="output store (default: SOURCE with .zarr)")
+    add_settings_arguments(parser)
+    store = parser.add_argument_group("output")
+    store.add_argument("--overlay", help="also write an overlay mp4 here")
+    store.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    out = parser.add_argument_group("reporting")
+    out.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # Live sources (URLs, devices, stdin): options and code in video/live_cli.py.
+    from streamseg.video.live_cli import add_live_arguments
+
+    add_live_arguments(parser)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run-settings flags that `build_config` reads; `streamseg batch` shares them."""
     parser.add_argument("--pipeline", help="pipeline preset: TOML file or name in pipelines/")
     model = parser.add_argument_group("model")
     model.add_argument("--model", help="model name, weights folder or official .pth")
@@ -39,17 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     decode.add_argument("--end", type=float, help="stop at this second (from the first frame)")
     decode.add_argument("--max-frames", type=int, help="stop after this many frames")
     decode.add_argument("--stream", type=int, help="video stream number (default: the default)")
-    store = parser.add_argument_group("output")
-    store.add_argument("--label-scale", type=float, help="store labels at this fraction of size")
-    store.add_argument("--overlay", help="also write an overlay mp4 here")
-    store.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    out = parser.add_argument_group("reporting")
-    out.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
-    out.add_argument("--json", action="store_true", help="print the summary as JSON")
-    # Live sources (URLs, devices, stdin): options and code in video/live_cli.py.
-    from streamseg.video.live_cli import add_live_arguments
-
-    add_live_arguments(parser)
+    parser.add_argument(
+        "--label-scale", type=float, help="store labels at this fraction of the source size"
+    )
 
 
 def build_config(args: argparse.Namespace) -> Any:
