@@ -12,30 +12,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streamseg.model.text import TEMPLATES  # the 14 ViLD templates FC-CLIP averages over
 from streamseg.synthetic.categories import shapes_categories
 from streamseg.synthetic.scene import SceneConfig, render_image
 
 # OpenAI CLIP normalization (open_clip's OPENAI_DATASET_MEAN/STD), which FC-CLIP also uses.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-# The 14 prompt templates of ViLD (Gu et al., 2022) that FC-CLIP averages over.
-TEMPLATES = (
-    "a photo of a {}.",
-    "This is a photo of a {}",
-    "There is a {} in the scene",
-    "There is the {} in the scene",
-    "a photo of a {} in the scene",
-    "a photo of a small {}.",
-    "a photo of a medium {}.",
-    "a photo of a large {}.",
-    "This is a photo of a small {}.",
-    "This is a photo of a medium {}.",
-    "This is a photo of a large {}.",
-    "There is a small {} in the scene.",
-    "There is a medium {} in the scene.",
-    "There is a large {} in the scene.",
-)
 
 
 def clip_scene_config(image_size: int, reference_size: int = 256) -> SceneConfig:

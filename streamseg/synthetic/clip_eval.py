@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamseg.model.text import TEMPLATES
 from streamseg.synthetic.categories import shapes_categories
-from streamseg.synthetic.clip_data import TEMPLATES, normalize_images
+from streamseg.synthetic.clip_data import normalize_images
 from streamseg.synthetic.clip_model import (
     dense_features,
     downsample_masks,
