@@ -33,6 +33,11 @@ import numpy as np
 from streamseg.errors import UserError
 
 STAGES = ("decode", "model", "track", "store", "render", "end_to_end")
+# Live mode: a stream served on 127.0.0.1 at LIVE_FPS, read by `run_live` with bounded latency;
+# reported apart from the per-stage table (`BenchResult.live`).
+LIVE = "live"
+LIVE_FPS = 25.0
+LIVE_SECONDS = 4.0
 # A small vocabulary for models without their own (the text tower of a large CLIP is slow).
 DEFAULT_VOCAB = "person,car,dog,tree,sky"
 MATMUL_SIZE = 2048
@@ -50,7 +55,7 @@ class BenchConfig:
     repeats: int = 3  # timed repeats per stage after one warm-up (median reported)
     precision: str = "fp32"  # fp32 | bf16 (autocast around the model call)
     vocab: str | None = None  # CLI vocabulary syntax (None = "shapes" or DEFAULT_VOCAB)
-    stages: tuple[str, ...] = STAGES  # stages to time (the large model: model, end_to_end)
+    stages: tuple[str, ...] = (*STAGES, LIVE)  # stages to time (the large model: model, end_to_end)
     seed: int = 0  # of the generated video
     threads: int | None = None  # torch intra-op threads (None = torch's default); 1 is faster
     # for small models on an oversubscribed machine (docs/BENCHMARKS.md)
@@ -87,6 +92,7 @@ class BenchResult:
     matmul_gflops_per_second: float  # measured dense fp32 matmul, 2048 x 2048, median
     forward_share_of_matmul: float  # achieved / matmul
     pipeline_overhead: float | None  # end-to-end seconds / model-only seconds (same frames)
+    live: dict[str, Any] | None  # live mode: sustained processed fps, drops, latency (LiveRate)
     peak_rss_mb: float  # peak resident memory of this process
     threads: int  # torch intra-op threads
     load_average: tuple[float, float, float]  # os.getloadavg() at the end (a shared machine)
@@ -220,9 +226,11 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     """
     import torch
 
-    unknown = [s for s in config.stages if s not in STAGES]
+    unknown = [s for s in config.stages if s not in (*STAGES, LIVE)]
     if unknown:
-        raise UserError(f"--stages: unknown {', '.join(unknown)} (known: {', '.join(STAGES)})")
+        raise UserError(
+            f"--stages: unknown {', '.join(unknown)} (known: {', '.join((*STAGES, LIVE))})"
+        )
     if config.frames < 1 or config.repeats < 1 or config.batch_size < 1:
         raise UserError("--frames, --repeats and --batch-size must be at least 1")
     _autocast("cpu", config.precision)  # validates the name early
@@ -341,6 +349,24 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             # the model is warm already (model stage); a warm-up here would double the slowest stage
             stages["end_to_end"] = stage_result(n, measure(end_to_end, config.repeats, warmup=0))
 
+    live = None
+    if LIVE in config.stages:
+        say(f"live mode: a {LIVE_FPS:g} fps stream on 127.0.0.1, --max-latency 1, batch 1")
+        from streamseg.config import ModelSettings, RunConfig
+        from streamseg.video.live_bench import measure_live_rate
+
+        # batch 1: a live run waits for a whole batch before segmenting (docs/LIVE.md)
+        live_config = RunConfig(model=ModelSettings(batch_size=1, precision=config.precision))
+        rate = measure_live_rate(
+            segmenter,
+            size=size,
+            input_fps=LIVE_FPS,
+            seconds=LIVE_SECONDS,
+            max_latency=1.0,
+            config=live_config,
+        )
+        live = rate.to_dict()
+
     model_seconds = stages["model"].seconds if "model" in stages else None
     overhead = None
     if "end_to_end" in stages and model_seconds:
@@ -369,6 +395,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         matmul_gflops_per_second=matmul,
         forward_share_of_matmul=achieved / matmul if matmul > 0 else 0.0,
         pipeline_overhead=overhead,
+        live=live,
         peak_rss_mb=peak_rss_mb(),
         threads=torch.get_num_threads(),
         load_average=tuple(os.getloadavg()),

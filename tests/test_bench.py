@@ -54,6 +54,12 @@ def test_bench_cli_json_has_every_field(capsys: pytest.CaptureFixture[str]) -> N
     assert result["pipeline_overhead"] == pytest.approx(overhead)
     assert result["peak_rss_mb"] > 50  # torch alone is bigger than that
     assert len(result["load_average"]) == 3 and result["threads"] >= 1
+    # live mode: every received frame is either segmented or dropped before inference
+    live = result["live"]
+    assert live["size"] == [64, 64] and live["input_fps"] == 25.0
+    assert live["processed"] >= 1 and live["processed"] + live["dropped"] == live["received"]
+    assert live["processed_fps"] > 0 and live["seconds"] > 0
+    assert live["latency_max"] >= live["latency_mean"] > 0
 
 
 def test_bench_subset_of_stages_skips_the_others() -> None:

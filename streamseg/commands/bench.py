@@ -38,10 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamseg.bench import STAGES, BenchConfig, parse_size, run_benchmark
+    from streamseg.bench import LIVE, STAGES, BenchConfig, parse_size, run_benchmark
 
     stages = (
-        tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else STAGES
+        tuple(s.strip() for s in args.stages.split(",") if s.strip())
+        if args.stages
+        else (*STAGES, LIVE)
     )
     config = BenchConfig(
         model=args.model,
@@ -81,5 +83,13 @@ def run(args: argparse.Namespace) -> int:
     )
     if result.pipeline_overhead is not None:
         print(f"pipeline overhead (end-to-end / model-only): {result.pipeline_overhead:.3f}")
+    if result.live is not None:
+        live = result.live
+        print(
+            f"live: {live['input_fps']:g} fps input -> "
+            f"{live['processed_fps']:.2f} fps kept up with, "
+            f"{live['dropped']} of {live['received']} frames dropped, "
+            f"latency max {live['latency_max']:.2f} s / mean {live['latency_mean']:.2f} s"
+        )
     print(f"peak RSS {result.peak_rss_mb:.0f} MiB, load average {result.load_average}")
     return 0
