@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
 from streamseg.model.outputs import FrameSegmentation, Segment
+from streamseg.model.vocab import Vocabulary, parse_vocab
 
 HIDDEN = range(10, 13)
 GROUND = (40, 140, 40)
@@ -50,15 +50,6 @@ def make_blob_video(path: Path | str, frames: int = 24, height: int = 48, width:
     return path
 
 
-@dataclass(frozen=True)
-class FakeVocabulary:
-    names: tuple[str, ...] = ("red", "blue", "ground")
-    is_thing: tuple[bool, ...] = (True, True, False)
-
-    def to_json(self) -> str:
-        return '{"names": ["red", "blue", "ground"]}'
-
-
 class FakeSegmenter:
     """`segment(frames, output_size)` by colour thresholds; embeddings = mean colour."""
 
@@ -66,11 +57,11 @@ class FakeSegmenter:
     weights_sha256 = "0"
 
     def __init__(self, delay: float = 0.0) -> None:
-        self.vocabulary = FakeVocabulary()
+        self.vocabulary = parse_vocab("red,blue,ground", stuff="ground")
         self.delay = delay
         self.calls: list[int] = []
 
-    def set_vocabulary(self, classes: object, cache_dir: object = None) -> FakeVocabulary:
+    def set_vocabulary(self, classes: object, cache_dir: object = None) -> Vocabulary:
         return self.vocabulary
 
     def segment(

@@ -35,14 +35,7 @@ from streamseg.app import (  # noqa: E402 - after the importorskip of gradio
     vocabulary_text,
 )
 
-
 # ----------------------------------------------------------------------------- helpers
-class _NamedFake(FakeSegmenter):
-    """The colour fake with a real `Vocabulary` (the exports read its JSON)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.vocabulary = parse_vocab("red,blue,ground", "ground")
 
 
 @pytest.mark.parametrize("name", ["shapes", "coco", "ade20k"])
@@ -92,7 +85,7 @@ def test_video_job_table_matches_the_tracks(tmp_path: Path) -> None:
     result = run_video_job(
         video,
         run_dir,
-        _NamedFake(),
+        FakeSegmenter(),
         None,
         stride=1,
         max_frames=24,
