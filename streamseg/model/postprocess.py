@@ -116,12 +116,46 @@ def panoptic_inference(
     probs = mask_logits[kept].float().sigmoid()  # (K, H, W)
     winner = (scores[kept].view(-1, 1, 1) * probs).argmax(0)  # (H, W)
     winner_prob = probs.gather(0, winner[None])[0]
+    original_area = (probs >= 0.5).flatten(1).sum(1).tolist()
+    return _paint_segments(
+        panoptic,
+        kept,
+        labels,
+        scores,
+        winner,
+        winner_prob,
+        original_area,
+        is_thing,
+        overlap_threshold,
+    )
+
+
+def _paint_segments(
+    panoptic: Tensor,
+    kept: Tensor,
+    labels: Tensor,
+    scores: Tensor,
+    winner: Tensor,
+    winner_prob: Tensor,
+    original_area: list[int],
+    is_thing: Tensor,
+    overlap_threshold: float,
+) -> tuple[Tensor, list[PanopticSegment]]:
+    """The common end of both panoptic paths: areas, segment choice, the painted id map.
+
+    Args:
+        panoptic: (H, W) int32 zeros to paint into.
+        kept: (K,) long indices of the queries that survived the class thresholds.
+        labels, scores: (Q,) class and score of every query.
+        winner: (H, W) long, index into `kept` of the query that wins each pixel.
+        winner_prob: (H, W) float, the winning query's mask probability.
+        original_area: per kept query, its pixels with probability >= 0.5.
+        is_thing: (C,) bool.
+    """
     count = kept.numel()
     won_area = torch.bincount(winner.flatten(), minlength=count).tolist()
-    original_area = (probs >= 0.5).flatten(1).sum(1).tolist()
     inside = winner_prob >= 0.5
     mask_area = torch.bincount(winner[inside], minlength=count).tolist()
-
     segment_of, segments = assign_segments(
         kept.tolist(),
         labels[kept].tolist(),
@@ -132,9 +166,8 @@ def panoptic_inference(
         is_thing.tolist(),
         overlap_threshold,
     )
-    lookup = torch.tensor(segment_of, dtype=torch.int32, device=device)
-    panoptic = torch.where(inside, lookup[winner], panoptic)
-    return panoptic, segments
+    lookup = torch.tensor(segment_of, dtype=torch.int32, device=panoptic.device)
+    return torch.where(inside, lookup[winner], panoptic), segments
 
 
 def assign_segments(
@@ -226,23 +259,17 @@ def panoptic_inference_streamed(
         winner = torch.where(better, arg + start, winner)
         winner_prob = torch.where(better, probs.gather(0, arg[None])[0], winner_prob)
         original_area.extend((probs >= 0.5).flatten(1).sum(1).tolist())
-    count = kept.numel()
-    won_area = torch.bincount(winner.flatten(), minlength=count).tolist()
-    inside = winner_prob >= 0.5
-    mask_area = torch.bincount(winner[inside], minlength=count).tolist()
-    segment_of, segments = assign_segments(
-        kept.tolist(),
-        labels[kept].tolist(),
-        scores[kept].tolist(),
-        won_area,
+    return _paint_segments(
+        panoptic,
+        kept,
+        labels,
+        scores,
+        winner,
+        winner_prob,
         original_area,
-        mask_area,
-        is_thing.tolist(),
+        is_thing,
         overlap_threshold,
     )
-    lookup = torch.tensor(segment_of, dtype=torch.int32, device=device)
-    panoptic = torch.where(inside, lookup[winner], panoptic)
-    return panoptic, segments
 
 
 def semantic_inference(mask_cls: Tensor, mask_logits: Tensor) -> Tensor:
