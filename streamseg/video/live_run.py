@@ -47,6 +47,7 @@ from streamseg.video.pipeline import (
     _build_segmenter,
     _columns,
     _empty_block,
+    _keep_classes,
     _resolve_vocabulary,
     _vocabulary_attrs,
     _Writer,
@@ -181,12 +182,7 @@ def run_live(
         segmenter = _build_segmenter(config)
     vocab = _resolve_vocabulary(segmenter, vocabulary, config)
     names = list(vocab.names)
-    keep = None
-    if config.model.keep:
-        unknown = [name for name in config.model.keep if name not in names]
-        if unknown:
-            raise UserError(f"--keep: not in the vocabulary: {', '.join(unknown)}")
-        keep = {names.index(name) for name in config.model.keep}
+    keep = _keep_classes(names, config)
     model_id = str(getattr(segmenter, "model_id", type(segmenter).__name__))
 
     drop = live_default(source, live)

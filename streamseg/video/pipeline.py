@@ -221,6 +221,16 @@ def _resolve_vocabulary(segmenter: Any, vocabulary: Any, config: RunConfig) -> A
     return current
 
 
+def _keep_classes(names: list[str], config: RunConfig) -> set[int] | None:
+    """Vocabulary indices of `--keep` (None: keep every class); unknown names are an error."""
+    if not config.model.keep:
+        return None
+    unknown = [name for name in config.model.keep if name not in names]
+    if unknown:
+        raise UserError(f"--keep: not in the vocabulary: {', '.join(unknown)}")
+    return {names.index(name) for name in config.model.keep}
+
+
 def _vocabulary_attrs(vocabulary: Any) -> dict[str, Any]:
     names = list(vocabulary.names)
     is_thing = [bool(v) for v in vocabulary.is_thing]
@@ -399,12 +409,7 @@ def run_video(
         segmenter = _build_segmenter(config)
     vocab = _resolve_vocabulary(segmenter, vocabulary, config)
     names = list(vocab.names)
-    keep = None
-    if config.model.keep:
-        unknown = [name for name in config.model.keep if name not in names]
-        if unknown:
-            raise UserError(f"--keep: not in the vocabulary: {', '.join(unknown)}")
-        keep = {names.index(name) for name in config.model.keep}
+    keep = _keep_classes(names, config)
 
     model_id = str(getattr(segmenter, "model_id", type(segmenter).__name__))
     settings = config.to_dict()
