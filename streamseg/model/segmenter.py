@@ -328,6 +328,13 @@ class Segmenter:
             changes["test_max_size"] = int(max_size)
         self.config = replace(self.config, **changes)
 
+    def set_ensemble(self, alpha: float, beta: float) -> None:
+        """Change the geometric ensemble's out-of-vocabulary exponents: `alpha` for seen
+        classes, `beta` for unseen ones (0 = in-vocabulary only, 1 = out-of-vocabulary only)."""
+        if not (0.0 <= alpha <= 1.0 and 0.0 <= beta <= 1.0):
+            raise UserError(f"ensemble alpha {alpha}, beta {beta}: both must be in [0, 1]")
+        self.config = replace(self.config, ensemble_alpha=float(alpha), ensemble_beta=float(beta))
+
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Model input size of a (height, width) frame under the test-time resize."""
         return resize_shortest_edge(
