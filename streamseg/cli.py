@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "eval",
     "export",
     "bench",
+    "measure",
     "app",
 )
 
