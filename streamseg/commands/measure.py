@@ -4,6 +4,8 @@ VPQ / STQ of a model on freshly generated shapes-world validation data (docs/MEA
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
+from typing import Any
 
 HELP = "measure a model on fresh shapes-world validation data: PQ seen/unseen per mode, VPQ, STQ"
 
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from streamseg.synthetic.measure import format_table, measure
+    from streamseg.synthetic.measure import measure
 
     result = measure(
         args.model,
@@ -53,3 +55,43 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result))
         print(f"wrote {args.out}/measure.json")
     return 0
+
+
+def _percent(value: float | None) -> str:
+    return "    -" if value is None else f"{100 * value:5.1f}"
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """The short report: a row per mode (PQ, PQ seen, PQ unseen, SQ, RQ), then the video line."""
+    lines = []
+    settings = result["settings"]
+    lines.append(f"model {settings['model_id']} on {settings['device']}")
+    if settings["random_weights"]:
+        lines.append("note: random weights (a preset, no trained model): the numbers are noise")
+    images = result.get("images")
+    if images:
+        lines.append(
+            f"{settings['n_images']} images of {settings['size']} px, seeds "
+            f"{settings['image_seeds'][0]}..{settings['image_seeds'][1]}"
+        )
+        lines.append(f"{'mode':14s}|    PQ  PQ seen  PQ unseen     SQ     RQ")
+        lines.append("-" * 56)
+        for mode, r in images["modes"].items():
+            lines.append(
+                f"{mode:14s}| {_percent(r['all']['pq'])}    {_percent(r['seen']['pq'])}      "
+                f"{_percent(r['unseen']['pq'])}  {_percent(r['all']['sq'])}  "
+                f"{_percent(r['all']['rq'])}"
+            )
+        unseen = images["unseen_classes"]
+        lines.append(f"unseen classes ({len(unseen)}): {', '.join(unseen) or 'none'}")
+        if images["split_note"]:
+            lines.append(f"note: {images['split_note']}")
+    videos = result.get("videos")
+    if videos:
+        lines.append(
+            f"{videos['videos']} videos x {settings['frames']} frames (ensemble): "
+            f"VPQ {_percent(videos['vpq']).strip()}  STQ {_percent(videos['stq']).strip()}  "
+            f"AQ {_percent(videos['aq']).strip()}  SQ {_percent(videos['sq']).strip()}"
+        )
+    lines.append(f"{settings['elapsed_seconds']:.1f} s")
+    return "\n".join(lines)
