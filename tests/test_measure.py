@@ -94,45 +94,44 @@ def test_modes_change_class_probabilities(segmenter):
         segmenter.set_ensemble(1.5, 0.0)
 
 
-def test_score_images_seen_unseen_by_hand(tmp_path):
-    data = generate_validation(tmp_path / "data", images=3, videos=0, frames=1, size=64, seed=3)[
-        "images"
-    ]
+def test_score_images_seen_unseen_by_hand(tmp_path, capsys):
+    data = generate_validation(tmp_path / "data", images=3, videos=0, frames=1, size=64, seed=3)
+    data = data["images"]
     gt = json.loads((data / "panoptic.json").read_text())
-    # Prediction = ground truth with every segment of one seen class X renamed to class Y:
-    # X gets only false negatives (PQ 0), Y gets n_Y true positives of IoU 1 and n_X false
-    # positives (PQ n_Y / (n_Y + n_X / 2)), every other class PQ 1.
     counts: dict[int, int] = {}
     for annotation in gt["annotations"]:
         for segment in annotation["segments_info"]:
             counts[segment["category_id"]] = counts.get(segment["category_id"], 0) + 1
-    names = {c["id"]: c["name"] for c in gt["categories"]}
-    seen_ids = {i for i in counts if names[i] not in UNSEEN}
-    x, y = sorted(seen_ids)[:2]
+    assert len(counts) >= 3
+    # Prediction = ground truth with every segment of class X renamed to class Y: X gets only
+    # false negatives (PQ 0), Y n_Y true positives of IoU 1 and n_X false positives
+    # (PQ n_Y / (n_Y + n_X / 2)), every other class PQ 1. Seen = {X, Y}, the rest unseen.
+    x, y = sorted(counts)[:2]
     for annotation in gt["annotations"]:
         for segment in annotation["segments_info"]:
             if segment["category_id"] == x:
                 segment["category_id"] = y
-    (tmp_path / "pred.json").write_text(json.dumps(gt))
-    all_ids = {c["id"] for c in gt["categories"]}
-    seen_all = {i for i in all_ids if names[i] not in UNSEEN}
+    pred_json = tmp_path / "pred.json"
+    pred_json.write_text(json.dumps(gt))
     result = score_images(
-        data / "panoptic.json",
-        data / "panoptic",
-        tmp_path / "pred.json",
-        data / "panoptic",
-        seen_all,
+        data / "panoptic.json", data / "panoptic", pred_json, data / "panoptic", {x, y}
     )
     pq_y = counts[y] / (counts[y] + counts[x] / 2)
-    seen_pq = (len(seen_ids) - 2 + pq_y) / len(seen_ids)
-    assert result["seen"]["n"] == len(seen_ids)
-    assert result["seen"]["pq"] == pytest.approx(seen_pq, abs=1e-12)
-    unseen_present = len(set(counts) - seen_ids)
-    if unseen_present:
-        assert result["unseen"] == {"pq": 1.0, "sq": 1.0, "rq": 1.0, "n": unseen_present}
-    else:
-        assert result["unseen"] == {"pq": None, "sq": None, "rq": None, "n": 0}
+    assert result["seen"]["n"] == 2
+    assert result["seen"]["pq"] == pytest.approx(pq_y / 2, abs=1e-12)
+    assert result["unseen"] == {"pq": 1.0, "sq": 1.0, "rq": 1.0, "n": len(counts) - 2}
     assert result["all"]["pq"] == pytest.approx((len(counts) - 2 + pq_y) / len(counts))
+    # The same files through `streamseg eval panoptic`: the same numbers, exactly.
+    args = ["--gt-json", str(data / "panoptic.json"), "--gt-dir", str(data / "panoptic")]
+    args += ["--pred-json", str(pred_json), "--pred-dir", str(data / "panoptic")]
+    assert main(["eval", "panoptic", "--json", *args]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert result["all"] == evaluated["All"] and result["stuff"] == evaluated["Stuff"]
+    # A group with no occurring class has no PQ (not a misleading 0).
+    nobody = score_images(
+        data / "panoptic.json", data / "panoptic", pred_json, data / "panoptic", set()
+    )
+    assert nobody["seen"] == {"pq": None, "sq": None, "rq": None, "n": 0}
 
 
 def test_measure_json_fields(measured, model_folder):
