@@ -121,7 +121,9 @@ class DemoApp:
             raise UserError("no input: upload a video or an image, or pick an example")
         source = Path(upload)
         kind = classify_upload(source, self.settings.max_file_mb * 1e6)
-        vocabulary = parse_vocab(vocab or "", (stuff or "").strip() or None)
+        # An empty class box means the model's default vocabulary (resolved once it is loaded).
+        stuff_text = (stuff or "").strip() or None
+        vocabulary = parse_vocab(vocab, stuff_text) if (vocab or "").strip() else None
         stride = int(stride)
         max_frames = int(max_frames)
         if stride < 1:
@@ -135,6 +137,10 @@ class DemoApp:
         if progress is not None:
             progress(None, desc="loading the model")
         segmenter = self.segmenters.get(model or self.default_model)
+        if vocabulary is None:
+            from streamseg.model.default_vocab import require_vocabulary
+
+            vocabulary = require_vocabulary(segmenter, model or self.default_model)
         run_dir = self._new_run_dir()
         if kind == "image":
             result = run_image_job(

@@ -186,25 +186,28 @@ def test_served_video_gives_overlay_table_and_downloads(served, tmp_path: Path) 
     assert table["headers"] == TRACK_HEADERS
     with av.open(overlay) as container:
         stream = container.streams.video[0]
-        assert (stream.codec_context.name, stream.height, stream.width) == ("h264", 128, 128)
+        # The bundled sample (weights/shapes-tiny/sample.mp4) or one made at 128 px.
+        with av.open(str(video)) as source:
+            size = (source.streams.video[0].height, source.streams.video[0].width)
+        assert (stream.codec_context.name, stream.height, stream.width) == ("h264", *size)
         assert sum(1 for _ in container.decode(stream)) == 4
     assert [Path(f).name for f in files] == [
-        "shapes_video_store.zip",
-        "shapes_video_coco-panoptic.zip",
-        "shapes_video_vipseg.zip",
+        f"{video.stem}_store.zip",
+        f"{video.stem}_coco-panoptic.zip",
+        f"{video.stem}_vipseg.zip",
     ]
     with zipfile.ZipFile(files[0]) as archive:
         archive.extractall(tmp_path)
     from streamseg.video.store import open_store
 
-    reader = open_store(tmp_path / "shapes_video.zarr")
+    reader = open_store(tmp_path / f"{video.stem}.zarr")
     assert reader.num_frames == 4
     assert reader.class_names == ["red circle", "blue square", "grass"]
-    assert table["data"] == track_rows(tmp_path / "shapes_video.zarr")
+    assert table["data"] == track_rows(tmp_path / f"{video.stem}.zarr")
     with zipfile.ZipFile(files[1]) as archive:
-        coco = json.loads(archive.read("shapes_video_coco-panoptic/panoptic.json"))
+        coco = json.loads(archive.read(f"{video.stem}_coco-panoptic/panoptic.json"))
     assert len(coco["images"]) == 4
-    assert status.startswith("**shapes_video.mp4**: 4 frames (128x128)")
+    assert status.startswith(f"**{video.name}**: 4 frames ({size[1]}x{size[0]})")
     assert "note: this model has random weights" in status
 
 

@@ -1,4 +1,4 @@
-"""`streamseg image IMG|DIR|GLOB... --vocab ... --out DIR`: panoptic segmentation of images.
+"""`streamseg image IMG|DIR|GLOB... [--vocab ...] --out DIR`: panoptic segmentation of images.
 
 Writes, per image, `panoptic/<stem>.png` (COCO panoptic id encoding) and
 `overlay/<stem>.png` (coloured masks, outlines, class names), and one
@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vocab",
         default=None,
         help='classes: "person|people,car,red panda" (commas separate classes, | synonyms) '
-        "or a built-in dataset name (coco, ade20k, cityscapes, ...)",
+        "or a built-in dataset name (coco, ade20k, cityscapes, ...); default: the model's own "
+        "default vocabulary (shapes for the embedded model)",
     )
     parser.add_argument(
         "--vocab-file", default=None, help="class file (id:name,syn or one per line)"
@@ -89,11 +90,14 @@ def _read(path: Path):  # noqa: ANN202 - numpy array
 
 
 def _vocabulary(args: argparse.Namespace) -> Any:
+    """The vocabulary the flags give, or None (then the model's default applies)."""
     from streamseg.errors import UserError
     from streamseg.model.vocab import load_vocab_file, parse_vocab
 
-    if (args.vocab is None) == (args.vocab_file is None):
-        raise UserError("give exactly one of --vocab and --vocab-file")
+    if args.vocab is not None and args.vocab_file is not None:
+        raise UserError("give at most one of --vocab and --vocab-file")
+    if args.vocab is None and args.vocab_file is None:
+        return None
     if args.vocab_file is not None:
         return load_vocab_file(args.vocab_file, stuff=args.stuff)
     return parse_vocab(args.vocab, stuff=args.stuff)
@@ -156,6 +160,14 @@ def run(args: argparse.Namespace) -> int:
     vocabulary = _vocabulary(args)
     paths = expand_inputs(args.inputs)
     dataset = read_dataset_file(args.categories) if args.categories else None
+    # Check every image first: a non-image fails before the model loads or anything is written.
+    for path in paths:
+        _check_readable(path)
+    segmenter = load_segmenter(args.model, args.clip_weights, args.device)
+    if vocabulary is None:  # no --vocab: the model's default, as `streamseg run` resolves it
+        from streamseg.model.default_vocab import require_vocabulary
+
+        vocabulary = require_vocabulary(segmenter, args.model)
     if dataset is not None:
         category_ids = match_categories(vocabulary, dataset["categories"], args.categories)
         categories = dataset["categories"]
@@ -164,10 +176,6 @@ def run(args: argparse.Namespace) -> int:
         category_ids = [index + 1 for index in range(len(vocabulary))]
         categories = vocabulary_categories(vocabulary)
         dataset_images = None
-    # Check every image first: a non-image fails before the model loads or anything is written.
-    for path in paths:
-        _check_readable(path)
-    segmenter = load_segmenter(args.model, args.clip_weights, args.device)
     segmenter.set_vocabulary(vocabulary)
 
     out = Path(args.out)

@@ -1,10 +1,14 @@
-"""`streamseg weights list|fetch|path`: the known external weights (weights/registry.toml)."""
+"""`streamseg weights list|fetch|path|ship|card`: the known external weights
+(weights/registry.toml), and shipping our own trained model (weights/shapes-tiny/)."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "list, download (with sha256 check) or locate known FC-CLIP and CLIP weights"
+HELP = (
+    "list, download (with sha256 check) or locate known FC-CLIP and CLIP weights; "
+    "ship a trained model folder (fp16) and write its model card"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +37,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     path = actions.add_parser("path", help="print where a weights file is (or would be) cached")
     path.add_argument("name", metavar="NAME")
     path.add_argument("--cache", default=None, help="cache folder")
+    ship = actions.add_parser(
+        "ship",
+        help="turn a training output folder (config.json + model.safetensors) into a shipped "
+        "one: fp16 weights, default vocabulary, SHA256SUMS, size check",
+    )
+    ship.add_argument("source", metavar="SOURCE", help="model folder, e.g. RUN/fcclip/model")
+    ship.add_argument("target", metavar="TARGET", help="shipped folder, e.g. weights/shapes-tiny")
+    ship.add_argument(
+        "--default-vocab",
+        default=None,
+        help="vocabulary used when the user gives none: a built-in name (shapes) or "
+        "'a|syn,b' (default: keep the source's)",
+    )
+    ship.add_argument("--default-stuff", default=None, help="stuff classes of --default-vocab")
+    ship.add_argument(
+        "--max-mb", type=float, default=40.0, help="refuse weights larger than this (1 MB = 1e6)"
+    )
+    card = actions.add_parser("card", help="write a shipped model's MODEL_CARD.md from run logs")
+    card.add_argument("--model", required=True, help="the shipped folder (weights/shapes-tiny)")
+    card.add_argument("--clip-eval", default=None, help="JSON of `streamseg clip eval --json`")
+    card.add_argument("--measure", default=None, help="measure.json of `streamseg measure`")
+    card.add_argument("--clip-run", default=None, help="CLIP run folder (log.jsonl)")
+    card.add_argument("--fcclip-run", default=None, help="FC-CLIP run folder (metrics.jsonl)")
+    card.add_argument(
+        "--recipe", default="pipelines/train-shapes-tiny.toml", help="training recipe TOML"
+    )
+    card.add_argument("--out", default=None, help="card file (default: MODEL/MODEL_CARD.md)")
 
 
 def _size(value: int | None) -> str:
@@ -41,9 +72,53 @@ def _size(value: int | None) -> str:
     return f"{value / 2**20:.1f} MiB"
 
 
+def _ship(args: argparse.Namespace) -> int:
+    from streamseg.model.ship import ship_folder
+
+    result = ship_folder(
+        args.source,
+        args.target,
+        default_vocab=args.default_vocab,
+        default_stuff=args.default_stuff,
+        max_bytes=int(args.max_mb * 1e6),
+    )
+    print(
+        f"shipped {args.source} -> {result.folder}: model.safetensors "
+        f"{result.weights_bytes / 1e6:.2f} MB (source {result.source_bytes / 1e6:.2f} MB), "
+        f"sha256 {result.sha256}"
+    )
+    if result.kept_fp32:
+        print(f"kept in fp32 (fp16 would overflow): {', '.join(result.kept_fp32)}")
+    print(f"checksums of {', '.join(result.files)} in {result.folder}/SHA256SUMS")
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from streamseg.synthetic.card import write_model_card
+
+    out = Path(args.out) if args.out else Path(args.model) / "MODEL_CARD.md"
+    write_model_card(
+        out,
+        model_folder=args.model,
+        clip_eval=args.clip_eval,
+        measure=args.measure,
+        clip_run=args.clip_run,
+        fcclip_run=args.fcclip_run,
+        recipe=args.recipe,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
+    if args.action == "ship":
+        return _ship(args)
+    if args.action == "card":
+        return _card(args)
     from streamseg.weights import cached_path, fetch_weights, get_entry, load_registry
 
     registry = load_registry(args.registry)

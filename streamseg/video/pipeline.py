@@ -203,6 +203,12 @@ def _resolve_vocabulary(segmenter: Any, vocabulary: Any, config: RunConfig) -> A
         from streamseg.model.vocab import parse_vocab
 
         vocabulary = parse_vocab(settings.vocab, settings.stuff)
+    if vocabulary is None and getattr(segmenter, "vocabulary", None) is None:
+        # No --vocab: the model's own default (weights/shapes-tiny names "shapes"), through the
+        # same resolver as `streamseg image` and the app.
+        from streamseg.model.default_vocab import require_vocabulary
+
+        vocabulary = require_vocabulary(segmenter, settings.name)
     if vocabulary is not None:
         if isinstance(vocabulary, str):
             from streamseg.model.vocab import parse_vocab
@@ -354,7 +360,8 @@ def run_video(
         segmenter: a ready `Segmenter` (or any object with `segment(frames, output_size)` and
             `vocabulary`); built from `config.model` when None.
         vocabulary: classes (a `Vocabulary`, CLI-syntax string, or list); default from
-            `config.model.vocab` / `vocab_file`, else the segmenter's current one.
+            `config.model.vocab` / `vocab_file`, else the segmenter's current one, else the
+            model folder's default (streamseg/model/default_vocab.py).
         overlay: output mp4 of the overlay (overrides `config.render.overlay`).
         overwrite: delete an existing store at `out` first.
         progress: called from the writer thread with the number of frames done so far
