@@ -250,10 +250,14 @@ def _measure_lines(result: dict[str, Any] | None, path: Any) -> list[str]:
         cells += [_pct(_get(scores, "all", key)) for key in ("sq", "rq")]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     videos = _get(result, "videos")
+    counted = (
+        f"{_get(videos, 'videos')} videos, {_get(videos, 'frames')} frames"
+        if _get(videos, "videos")
+        else NOT_MEASURED
+    )
     lines += [
         "",
-        f"Videos through `streamseg run`'s pipeline ({_get(videos, 'videos') or NOT_MEASURED} "
-        f"videos, {_get(videos, 'frames') or NOT_MEASURED} frames), in %:",
+        f"Videos through `streamseg run`'s pipeline ({counted}), in %:",
         "",
         "| VPQ | VPQ things | VPQ stuff | STQ | AQ | SQ (STQ) |",
         "|---|---|---|---|---|---|",
@@ -359,7 +363,8 @@ def build_model_card(
         "are recognised only through the small CLIP's zero-shot ability (table above).",
         f"- Seen classes ({len(seen)}, from {split_source}): {', '.join(seen) or NOT_MEASURED}.",
         f"- Unseen classes ({len(unseen)}): {', '.join(unseen) or NOT_MEASURED}.",
-        "- Trained at 256 px; other sizes are resized to that (test size in config.json).",
+        "- Inputs are resized to the test size of config.json (shortest edge "
+        f"{_get(header, 'config', 'test_short_edge') or '?'} px), the size it was trained at.",
         "",
     ]
     return "\n".join(lines)
