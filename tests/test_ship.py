@@ -173,3 +173,13 @@ def test_cli_ship_then_run_and_image_without_vocab(trained, tmp_path, monkeypatc
     assert main(["image", str(image), "--out", str(out), "--device", "cpu"]) == 0
     predictions = json.loads((out / "predictions.json").read_text())
     assert [c["name"] for c in predictions["categories"]] == ["red circle", "blue square", "grass"]
+
+    # The app: an empty class box means the default model's default vocabulary.
+    from streamseg.app import AppSettings, DemoApp
+
+    app = DemoApp(AppSettings(device="cpu", work_dir=tmp_path / "app"))
+    assert app.default_model == "shapes-tiny"
+    result = app.run(str(image), "", "", None, 1, 4, 0.0)
+    assert result.kind == "image" and result.overlay.is_file()
+    predictions = json.loads((result.overlay.parents[1] / "predictions.json").read_text())
+    assert [c["name"] for c in predictions["categories"]] == ["red circle", "blue square", "grass"]
