@@ -49,7 +49,10 @@ def check_default_model(weights: Path, tmp_path: Path, capsys: pytest.CaptureFix
     sample = folder / "sample.mp4"
     assert sample.stat().st_size <= MAX_SAMPLE_BYTES
     # The README's first command (on the first frames), with neither --model nor --vocab.
-    store, overlay = tmp_path / "sample.zarr", tmp_path / "sample.mp4"
+    store, overlay = (
+        tmp_path / "out" / "sample.zarr",
+        tmp_path / "out" / "sample.mp4",
+    )  # no out/ yet
     args = ["run", str(sample), "--out", str(store), "--overlay", str(overlay)]
     assert main([*args, "--max-frames", str(FRAMES), "--device", "cpu", "--quiet"]) == 0
     capsys.readouterr()

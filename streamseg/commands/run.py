@@ -139,6 +139,14 @@ def run(args: argparse.Namespace) -> int:
     if not Path(source).exists() and not any(ch in source for ch in "*?["):
         raise UserError(f"{source}: no such file or folder")
     out = Path(args.out) if args.out else default_store_path(source)
+    # Like `mkdir -p` for the outputs' folders: the README's first command writes into out/,
+    # which a fresh clone lacks. A parent that cannot be made is reported by the writers.
+    for target in (out, config.render.overlay):
+        if target:
+            try:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                pass
     bar = _Bar(enabled=not (args.quiet or args.json) and sys.stderr.isatty())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
