@@ -54,7 +54,7 @@ class BenchConfig:
     frames: int = 8  # frames of the generated video
     repeats: int = 3  # timed repeats per stage after one warm-up (median reported)
     precision: str = "fp32"  # fp32 | bf16 (autocast around the model call)
-    vocab: str | None = None  # CLI vocabulary syntax (None = "shapes" or DEFAULT_VOCAB)
+    vocab: str | None = None  # CLI vocabulary syntax (None = the model default or DEFAULT_VOCAB)
     stages: tuple[str, ...] = (*STAGES, LIVE)  # stages to time (the large model: model, end_to_end)
     seed: int = 0  # of the generated video
     threads: int | None = None  # torch intra-op threads (None = torch's default); 1 is faster
@@ -256,8 +256,11 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         warnings.simplefilter("ignore", UserWarning)  # "random weights" is expected here
         segmenter = Segmenter.from_pretrained(name, device=config.device)
     device = segmenter.device
-    vocab = config.vocab or ("shapes" if name.startswith("shapes") else DEFAULT_VOCAB)
-    say(f"text classifier for {vocab!r}")
+    from streamseg.model.default_vocab import default_vocabulary
+
+    # The model's own default vocabulary (as `streamseg run` uses it), else a few words.
+    vocab = config.vocab or default_vocabulary(segmenter, name) or DEFAULT_VOCAB
+    say(f"text classifier for {vocab if isinstance(vocab, str) else 'the model default'!r}")
     vocabulary = segmenter.set_vocabulary(vocab, cache_dir=None)
     short = segmenter.config.test_short_edge or 128
     size = config.size or (short + short % 2, short + short % 2)

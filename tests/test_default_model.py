@@ -49,10 +49,8 @@ def check_default_model(weights: Path, tmp_path: Path, capsys: pytest.CaptureFix
     sample = folder / "sample.mp4"
     assert sample.stat().st_size <= MAX_SAMPLE_BYTES
     # The README's first command (on the first frames), with neither --model nor --vocab.
-    store, overlay = (
-        tmp_path / "out" / "sample.zarr",
-        tmp_path / "out" / "sample.mp4",
-    )  # no out/ yet
+    out = tmp_path / "out"  # absent, as in a fresh clone: `run` makes it
+    store, overlay = out / "sample.zarr", out / "sample.mp4"
     args = ["run", str(sample), "--out", str(store), "--overlay", str(overlay)]
     assert main([*args, "--max-frames", str(FRAMES), "--device", "cpu", "--quiet"]) == 0
     capsys.readouterr()
