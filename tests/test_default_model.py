@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -29,7 +32,8 @@ from streamseg.model.fcclip import build_model
 from streamseg.model.ship import MAX_SHIPPED_BYTES, ship_folder, verify_sums
 from streamseg.model.vocab import parse_vocab
 
-REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+REPO = Path(__file__).resolve().parents[1]
+REPO_WEIGHTS = REPO / "weights"
 NAME = "shapes-tiny"
 SAMPLE = REPO_WEIGHTS / NAME / "sample.mp4"
 FRAMES = 24
@@ -103,3 +107,54 @@ def test_stand_in_default_model(tmp_path, monkeypatch, capsys) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         check_default_model(weights, tmp_path, capsys)
+
+
+def readme_first_command(readme: Path) -> list[str]:
+    """The `streamseg ...` part of the first command of README.md's Quickstart."""
+    section = readme.read_text(encoding="utf-8").split("## Quickstart", 1)[1]
+    line = section.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()[0]
+    command = line.split("&&")[-1].strip()
+    assert command.startswith("streamseg "), line
+    return shlex.split(command)
+
+
+def test_readme_first_command_in_fresh_clone(tmp_path) -> None:
+    """The README's first command in a clone of the committed tree (so a model or sample left
+    uncommitted fails here), with the clone's own code first on the path."""
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{REPO}", str(clone)], check=True)
+    command = readme_first_command(clone / "README.md")
+    if command[1] == "run":
+        command += ["--max-frames", str(FRAMES)]  # the first frames are enough here
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(clone),
+        "STREAMSEG_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streamseg", *command[1:]],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    outputs = [Path(a) for a in command if a.startswith("out/")]
+    assert outputs and all((clone / path).exists() for path in outputs)
+    if command[1] == "run":
+        info = subprocess.run(
+            [sys.executable, "-m", "streamseg", "info", str(outputs[0]), "--json"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        summary = json.loads(info.stdout)
+        assert summary["frames"] == FRAMES and summary["tracks"] > 1
+        assert summary["model"].startswith(f"{NAME}@sha256:")
