@@ -87,6 +87,8 @@ def test_shipped_model_matches_fp32_model(trained, shipped) -> None:
     _, target = shipped
     full, half = _load(trained), _load(target)
     assert next(half.model.parameters()).dtype == torch.float32  # upcast on load
+    assert half.default_vocabulary == parse_vocab("shapes")  # read from the folder on loading
+    assert full.default_vocabulary.names == ["red circle", "blue square", "grass"]
     # The fp16-rounded weights land exactly (no second rounding on load).
     source = read_state_dict(trained / WEIGHTS_FILE)
     for key, value in half.model.state_dict().items():

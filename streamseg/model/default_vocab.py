@@ -62,17 +62,18 @@ def default_vocabulary(segmenter: Any, model_name: str | None) -> Vocabulary | N
     """The default vocabulary of the model `segmenter` was built from.
 
     Args:
-        segmenter: a `Segmenter` (or a stand-in); its `default_vocabulary` attribute wins if it
-            has one.
-        model_name: the `--model` value it was built from (None = DEFAULT_MODEL).
+        segmenter: a `Segmenter` (its `default_vocabulary`, set by `from_pretrained`, is the
+            answer) or a stand-in without that attribute.
+        model_name: the `--model` value it was built from (None = DEFAULT_MODEL); used only
+            for stand-ins.
 
-    The folder's vocabulary is used only if the segmenter's name is that folder's name
+    For a stand-in the folder's vocabulary is used only if its name is that folder's name
     (`Segmenter.from_pretrained` names folder models after the folder), so a segmenter built
     from something else never receives another model's classes.
     """
-    own = getattr(segmenter, "default_vocabulary", None)
-    if isinstance(own, Vocabulary):
-        return own
+    if hasattr(segmenter, "default_vocabulary"):  # a `Segmenter` read its folder when loading
+        own = segmenter.default_vocabulary
+        return own if isinstance(own, Vocabulary) else None
     folder = model_folder(model_name)
     if folder is None or getattr(segmenter, "name", None) != folder.name:
         return None

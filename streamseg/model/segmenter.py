@@ -28,6 +28,7 @@ from streamseg.errors import UserError
 from streamseg.model import checkpoint
 from streamseg.model.backbone import build_tokenizer
 from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset
+from streamseg.model.default_vocab import folder_default_vocabulary
 from streamseg.model.fcclip import FCCLIP, build_model
 from streamseg.model.outputs import FrameSegmentation, Segment
 from streamseg.model.postprocess import (
@@ -155,6 +156,9 @@ class Segmenter:
         self._text: _DeviceText | None = None
         self._seen: Tensor | None = None
         self._is_thing: Tensor | None = None
+        # The vocabulary its model folder names (streamseg/model/default_vocab.py); used by the
+        # front ends when the user gives none. None for presets and official checkpoints.
+        self.default_vocabulary: Vocabulary | None = None
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -179,6 +183,7 @@ class Segmenter:
             seed: RNG seed of the random initialization (presets only).
         """
         resolved = resolve_device(device)
+        default_vocabulary = None
         if isinstance(config, str):
             config = get_preset(config)
         name = str(name_or_path)
@@ -187,6 +192,7 @@ class Segmenter:
         if path.is_dir() or folder is not None:
             folder = path if path.is_dir() else folder
             folder_config, _ = checkpoint.read_folder_config(folder)
+            default_vocabulary = folder_default_vocabulary(folder)
             config = config or folder_config
             model = _build_seeded(config, seed)
             checkpoint.load_folder_weights(model, folder, clip_weights)
@@ -220,7 +226,9 @@ class Segmenter:
             )
         if clip_weights is not None and Path(clip_weights) not in files:
             files = (*files, Path(clip_weights))
-        return cls(model=model, config=config, device=resolved, name=label, weight_files=files)
+        segmenter = cls(model=model, config=config, device=resolved, name=label, weight_files=files)
+        segmenter.default_vocabulary = default_vocabulary
+        return segmenter
 
     # ----------------------------------------------------------------------------- properties
     @property
