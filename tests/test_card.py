@@ -56,6 +56,7 @@ def test_card_from_fake_runs(tmp_path) -> None:
     model = tmp_path / "shapes-tiny"
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"0123456789")
+    (model / "sample.mp4").write_bytes(b"x" * 20000)
     header = {
         "format": "streamseg-fcclip",
         "default_vocab": "shapes",
@@ -109,6 +110,7 @@ def test_card_from_fake_runs(tmp_path) -> None:
     )
     sha = hashlib.sha256(b"0123456789").hexdigest()
     assert f"sha256 `{sha}`" in card and "float16 storage" in card
+    assert "- `sample.mp4`: 0.02 MB, the README's first input, made by `streamseg synth" in card
     # Recipe commands, continuation lines joined, inline comments dropped.
     assert "streamseg clip train --pipeline R.toml --out RUN/clip [--max-minutes 85]\n" in card
     assert "20 steps of 4 images, lr 0.0003, poly schedule" in card

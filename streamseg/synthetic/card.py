@@ -25,6 +25,10 @@ from typing import Any
 from streamseg.errors import UserError
 
 NOT_MEASURED = "not measured"
+# How weights/shapes-tiny/sample.mp4 was made (then copied from videos/video_000004.mp4).
+SAMPLE_COMMAND = (
+    "streamseg synth videos --out /tmp/sample-synth --n 1 --seed 4 --size 256 --frames 84 --fps 12"
+)
 MODES = ("in-vocab", "out-of-vocab", "ensemble")
 CLIP_LOG = "log.jsonl"
 FCCLIP_LOG = "metrics.jsonl"  # = streamseg.train.loop.METRICS
@@ -118,6 +122,12 @@ def _model_facts(folder: Path) -> tuple[list[str], dict[str, Any]]:
         f"- written by `streamseg weights ship RUN/fcclip/model {folder} --default-vocab "
         f"{header.get('default_vocab') or 'shapes'}`",
     ]
+    sample = folder / "sample.mp4"
+    if sample.is_file():
+        lines.append(
+            f"- `sample.mp4`: {sample.stat().st_size / 1e6:.2f} MB, the README's first input, "
+            f"made by `{SAMPLE_COMMAND}` (videos/video_000004.mp4 of that folder)"
+        )
     return lines, header
 
 
