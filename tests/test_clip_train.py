@@ -128,3 +128,69 @@ def test_zero_shot_eval_runs_and_counts_every_region() -> None:
     assert result["single"]["count"] == 4
     assert 0.0 <= result["regions"]["shape"] <= 1.0
     assert "red circle" in format_report(result)
+
+
+def test_flat_stuff_paints_stuff_flat_and_keeps_things() -> None:
+    from streamseg.synthetic.clip_data import flatten_stuff
+    from streamseg.synthetic.scene import render_image
+
+    scene = render_image(3, clip_scene_config(96))
+    flat = flatten_stuff(scene)
+    for segment in scene.segments:
+        mask = scene.panoptic == segment.id
+        if segment.isthing:
+            assert np.array_equal(flat[mask], scene.image[mask])
+        else:
+            assert len(np.unique(flat[mask], axis=0)) == 1
+            assert len(np.unique(scene.image[mask], axis=0)) > 1  # it was textured
+    # The share of flat scenes in a batch follows flat_prob: all, none.
+    config = clip_scene_config(64)
+    all_flat = build_batch(5, 0, 4, config, "cpu", flat_prob=1.0)
+    textured = build_batch(5, 0, 4, config, "cpu", flat_prob=0.0)
+    assert not torch.equal(all_flat.images, textured.images)
+    assert torch.equal(all_flat.region_labels, textured.region_labels)
+
+
+def test_flat_schedule_and_shape_labels() -> None:
+    from streamseg.synthetic.categories import SHAPES, shapes_categories
+    from streamseg.synthetic.clip_data import shape_labels
+    from streamseg.synthetic.clip_train import flat_probability
+
+    config = ClipTrainConfig(flat_start=1.0, flat_end=0.2, flat_steps=100)
+    assert [flat_probability(config, s) for s in (0, 50, 100, 500)] == pytest.approx(
+        [1.0, 0.6, 0.2, 0.2]
+    )
+    assert flat_probability(ClipTrainConfig(), 10) == 0.0
+    names = [c.name for c in shapes_categories()]
+    labels = torch.tensor([[names.index("red star"), names.index("grass"), -1]])
+    assert shape_labels(labels).tolist() == [[list(SHAPES).index("star"), -1, -1]]
+
+
+def test_trimmed_text_encoding_equals_open_clip() -> None:
+    import open_clip
+
+    from streamseg.synthetic.clip_train import encode_text_trimmed
+
+    torch.manual_seed(0)
+    model = create_shapes_clip(shapes_clip_config("resnet", image_size=64)).eval()
+    tokens = open_clip.get_tokenizer("RN50")(["a red star.", "there is a big blue plus sign"])
+    with torch.no_grad():
+        torch.testing.assert_close(
+            encode_text_trimmed(model, tokens), model.encode_text(tokens), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_shape_head_loss_counts_only_things() -> None:
+    torch.manual_seed(0)
+    import open_clip
+
+    model = create_shapes_clip(shapes_clip_config("resnet", image_size=64))
+    head = torch.nn.Linear(256, 6)
+    batch = build_batch(seed=4, step=0, batch_size=3, config=clip_scene_config(64), device="cpu")
+    prompts = class_prompts(np.random.default_rng(0))
+    tokenizer = open_clip.get_tokenizer("RN50")
+    losses = clip_losses(model, tokenizer, batch, prompts, 0.0, head)
+    assert set(losses) == {"contrastive", "region", "region_accuracy", "shape", "shape_accuracy"}
+    losses["shape"].backward()
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    assert "shape" not in clip_losses(model, tokenizer, batch, prompts, 0.0)

@@ -38,6 +38,9 @@ class SceneConfig:
     max_stuff: int = 3  # stuff classes per image (1..max_stuff)
     min_visible: float = 0.45  # an occluded thing keeps at least this share of its pixels
     min_pixels: int = 24  # and at least this many pixels
+    # A thing's centre stays this many radii from the border (0.3: mostly outside is allowed;
+    # 1.0: whole shapes, which the small CLIP needs to learn shape at all).
+    edge_margin: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ def sample_thing(
     """A random coloured shape whose centre lies inside the image."""
     side = min(height, width)
     radius = side * rng.uniform(config.min_radius, config.max_radius)
-    margin = radius * 0.3
+    margin = min(radius * config.edge_margin, 0.5 * side - 1)
     return Thing(
         track_id=track_id,
         color_name=str(rng.choice(list(COLORS))),
