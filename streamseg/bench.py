@@ -10,6 +10,12 @@ Besides throughput: peak resident memory, parameters (frozen CLIP / trained part
 frame counted by `torch.utils.flop_counter.FlopCounterMode` over the model's inference call, the
 achieved GFLOP/s of that call next to the machine's dense fp32 matmul GFLOP/s (2048 x 2048, the
 practical limit), and the pipeline overhead = end-to-end time / model-only time.
+
+With `compile` the network runs through `torch.compile` (`Segmenter.compile`) in the model,
+forward-only, end-to-end and live stages; the compile happens in the model stage's warm-up call
+(which sees every batch size of the timed calls), so the timed repeats exclude it. FLOPs are
+counted on the eager network either way (same operations; a compiled graph hides its fused ops
+from the counter).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class BenchConfig:
     seed: int = 0  # of the generated video
     threads: int | None = None  # torch intra-op threads (None = torch's default); 1 is faster
     # for small models on an oversubscribed machine (docs/BENCHMARKS.md)
+    compile: bool = False  # torch.compile the network (compiled in the warm-up, not timed)
 
 
 @dataclass
@@ -79,6 +86,7 @@ class BenchResult:
     model: str
     device: str
     precision: str
+    compile: bool  # the network ran through torch.compile
     batch_size: int
     frame_size: tuple[int, int]  # (H, W) of the generated video
     input_size: tuple[int, int]  # (H, W) the model sees (test-time resize)
@@ -296,14 +304,25 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
                 segmenter.segment_raw(batches[0])
             _synchronize(device)
 
-        need_model = any(s in config.stages for s in ("model", "track", "store", "render"))
-        if need_model or "end_to_end" in config.stages:
-            say("model (forward + post-processing)")
-            stages["model"] = stage_result(n, measure(model, config.repeats))
-        say("forward only + FLOP count")
-        forward_seconds = statistics.median(measure(forward, config.repeats, warmup=0))
         forward_frames = len(batches[0])
+        # Counted before any compile: the eager network runs the same operations, and a
+        # compiled graph hides its fused kernels from FlopCounterMode.
+        say("FLOP count")
         gflops = count_gflops(forward, segmenter.model) / forward_frames
+        if config.compile:
+            say("torch.compile (compiles in the model stage's warm-up)")
+            segmenter.compile()
+
+        need_model = any(s in config.stages for s in ("model", "track", "store", "render"))
+        warm = need_model or "end_to_end" in config.stages
+        if warm:
+            say("model (forward + post-processing)")
+            # the warm-up call covers every batch (and batch size): compiles happen there
+            stages["model"] = stage_result(n, measure(model, config.repeats))
+        say("forward only")
+        # batches[0] was in the model stage's warm-up; without that stage, one warm-up here
+        forward_warmup = 0 if warm else 1
+        forward_seconds = statistics.median(measure(forward, config.repeats, warmup=forward_warmup))
         forward_per_frame = forward_seconds / forward_frames
 
         if "track" in config.stages:
@@ -335,8 +354,13 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             from streamseg.config import ModelSettings, RunConfig
             from streamseg.video.pipeline import run_video
 
+            # compile=True reaches run_video's segmenter.compile(): a no-op on this compiled one
             run_config = RunConfig(
-                model=ModelSettings(batch_size=config.batch_size, precision=config.precision)
+                model=ModelSettings(
+                    batch_size=config.batch_size,
+                    precision=config.precision,
+                    compile=config.compile,
+                )
             )
             runs_e2e = iter(range(10**9))
 
@@ -360,6 +384,10 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
 
         # batch 1: a live run waits for a whole batch before segmenting (docs/LIVE.md)
         live_config = RunConfig(model=ModelSettings(batch_size=1, precision=config.precision))
+        if config.compile:
+            # batch size 1 may be new to the compiled network: compile it outside the timing
+            with _autocast(device, config.precision):
+                segmenter.segment(images[:1], output_size=size)
         rate = measure_live_rate(
             segmenter,
             size=size,
@@ -385,6 +413,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         model=segmenter.name,
         device=str(device),
         precision=config.precision,
+        compile=config.compile,
         batch_size=config.batch_size,
         frame_size=size,
         input_size=tuple(input_size),

@@ -26,6 +26,7 @@ class ModelSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
     batch_size: int = 4  # frames per forward pass (also the commit block of the store)
+    compile: bool = False  # run the network through torch.compile (Segmenter.compile)
     vocab: str | None = None  # CLI vocabulary syntax "person|people,car" or a dataset name
     stuff: str | None = None  # comma-separated names of the vocabulary that are stuff
     vocab_file: str | None = None  # class-name file (official id:name format or one per line)

@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network (compiled in the untimed warm-up)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
@@ -56,12 +61,17 @@ def run(args: argparse.Namespace) -> int:
         vocab=args.vocab,
         stages=stages,
         threads=args.threads,
+        compile=args.compile,
     )
     result = run_benchmark(config, log=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    print(f"model {result.model} on {result.device} ({result.precision}, {result.threads} threads)")
+    compiled = ", torch.compile" if result.compile else ""
+    print(
+        f"model {result.model} on {result.device} "
+        f"({result.precision}, {result.threads} threads{compiled})"
+    )
     print(
         f"frames {result.frame_size[0]}x{result.frame_size[1]} -> model input "
         f"{result.input_size[0]}x{result.input_size[1]}, batch {result.batch_size}, "

@@ -45,6 +45,12 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--batch-size", type=int, help="frames per forward pass")
     model.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     model.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    model.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the network (compiles at the first batch: slow start, maybe faster)",
+    )
     model.add_argument("--score-threshold", type=float, help="drop segments scoring below")
     model.add_argument("--min-area", type=int, help="drop segments smaller (label pixels)")
     model.add_argument("--keep", help="comma-separated class names to keep (default all)")
@@ -73,6 +79,7 @@ def build_config(args: argparse.Namespace) -> Any:
             "clip_weights": args.clip_weights,
             "device": args.device,
             "precision": args.precision,
+            "compile": args.compile,
             "batch_size": args.batch_size,
             "vocab": args.vocab,
             "stuff": args.stuff,
@@ -134,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
     from streamseg.video.live_cli import run_live_command, wants_live
 
     if wants_live(args):
-        return run_live_command(args, config, segmenter=_factory_segmenter())
+        segmenter = _factory_segmenter()
+        if config.model.compile:  # run_live_command calls run_live, not run_video
+            from streamseg.video.pipeline import _build_segmenter, compile_segmenter
+
+            segmenter = segmenter if segmenter is not None else _build_segmenter(config)
+            compile_segmenter(segmenter)
+        return run_live_command(args, config, segmenter=segmenter)
     source = args.source
     if not Path(source).exists() and not any(ch in source for ch in "*?["):
         raise UserError(f"{source}: no such file or folder")

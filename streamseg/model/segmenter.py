@@ -9,12 +9,14 @@ most 1333; PIL bilinear like detectron2's ResizeShortestEdge), normalize, zero-p
 network, out-of-vocabulary branch, geometric ensemble, mask logits upsampled to the padded size,
 cropped, resized to the output size, panoptic inference. Frames are grouped by padded size so a
 batch gives the same result as single calls. `segment_raw` returns the per-query outputs.
+`compile()` optionally runs the network through `torch.compile` (off by default).
 """
 
 from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,6 +60,10 @@ def find_model_folder(name: str) -> Path | None:
         if (folder / checkpoint.CONFIG_FILE).is_file():
             return folder
     return None
+
+
+# `torch.compile` modes `Segmenter.compile` accepts (torch's own list).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 # The embedded model once trained (weights/shapes-tiny); until then a tiny random-weight config.
@@ -159,6 +165,9 @@ class Segmenter:
         # The vocabulary its model folder names (streamseg/model/default_vocab.py); used by the
         # front ends when the user gives none. None for presets and official checkpoints.
         self.default_vocabulary: Vocabulary | None = None
+        # The network's inference call: `model.predict`, or its torch.compile'd form.
+        self._predict: Callable[..., dict[str, Tensor]] = self.model.predict
+        self._compile_mode: str | None = None
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -255,6 +264,11 @@ class Segmenter:
         """The current vocabulary (None before `set_vocabulary`)."""
         return self._vocabulary
 
+    @property
+    def compile_mode(self) -> str | None:
+        """The `torch.compile` mode of the network, or None when it runs eagerly."""
+        return self._compile_mode
+
     # ----------------------------------------------------------------------------- vocabulary
     def set_vocabulary(self, classes: Any, cache_dir: str | Path | None = "auto") -> Vocabulary:
         """Set the classes and compute (once) their text classifier.
@@ -343,6 +357,40 @@ class Segmenter:
             raise UserError(f"ensemble alpha {alpha}, beta {beta}: both must be in [0, 1]")
         self.config = replace(self.config, ensemble_alpha=float(alpha), ensemble_beta=float(beta))
 
+    def compile(self, mode: str = "default") -> None:
+        """Run the network through `torch.compile` from now on (optional; eager by default).
+
+        Compiled: `FCCLIP.predict`, i.e. backbone, pixel decoder, transformer decoder,
+        out-of-vocabulary mask pooling and ensemble (tensors only), on whatever device the
+        segmenter is on. Pre-processing and panoptic post-processing stay eager Python. The
+        compile itself happens at the first call (and again when a new input shape or batch
+        size arrives; torch.compile's default dynamic-shape handling then makes the changing
+        sizes symbolic, so a video, whose frames share one size, compiles once or twice).
+        Results equal the eager ones within float rounding. Calling it again with the same
+        mode does nothing; another mode recompiles.
+
+        Args:
+            mode: a `torch.compile` mode (`COMPILE_MODES`); the CUDA-graph modes
+                ("reduce-overhead", "max-autotune") only pay off on CUDA.
+
+        Raises:
+            UserError: an unknown mode, or torch.compile unavailable here (raised by the
+                first segment call when compiling fails, e.g. without a C++ compiler).
+        """
+        if mode not in COMPILE_MODES:
+            raise UserError(f"compile mode {mode!r}: not one of {', '.join(COMPILE_MODES)}")
+        if mode == self._compile_mode:
+            return
+        try:
+            compiled = torch.compile(self.model.predict, mode=mode)
+        except RuntimeError as error:  # e.g. a Python version dynamo does not support
+            raise UserError(f"--compile: torch.compile is not available here ({error})") from None
+        # CUDA graphs reuse their output memory on the next replay: the outputs of one padded
+        # size group must survive the next group's call, so those modes copy them out.
+        copy_outputs = mode in ("reduce-overhead", "max-autotune")
+        self._predict = _guard_compiled(compiled, copy_outputs)
+        self._compile_mode = mode
+
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Model input size of a (height, width) frame under the test-time resize."""
         return resize_shortest_edge(
@@ -381,7 +429,7 @@ class Segmenter:
             batch = torch.zeros((len(images), 3, *padded), device=self.device)
             for j, image in enumerate(images):
                 batch[j, :, : image.shape[1], : image.shape[2]] = image
-            out = self.model.predict(
+            out = self._predict(
                 batch,
                 self._text,
                 self._seen,
@@ -526,6 +574,27 @@ class Segmenter:
             segments=out_segments,
             embeddings=matrix,
         )
+
+
+def _guard_compiled(
+    compiled: Callable[..., dict[str, Tensor]], copy_outputs: bool
+) -> Callable[..., dict[str, Tensor]]:
+    """`compiled` with a failed compile (raised lazily, at a call) turned into a UserError."""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InductorError
+
+    def predict(*args: Any) -> dict[str, Tensor]:
+        try:
+            out = compiled(*args)
+        except (BackendCompilerFailed, InductorError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            raise UserError(
+                f"--compile: torch.compile failed on this platform ({reason}); "
+                "run without --compile"
+            ) from error
+        return {key: value.clone() for key, value in out.items()} if copy_outputs else out
+
+    return predict
 
 
 def _build_seeded(config: FCCLIPConfig, seed: int) -> FCCLIP:

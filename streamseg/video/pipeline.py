@@ -257,6 +257,15 @@ def _build_segmenter(config: RunConfig) -> Any:
     )
 
 
+def compile_segmenter(segmenter: Any) -> None:
+    """`segmenter.compile()` for `ModelSettings.compile` (the compile happens at the first
+    batch); a stand-in segmenter without that method is a UserError."""
+    compile_network = getattr(segmenter, "compile", None)
+    if compile_network is None:
+        raise UserError(f"--compile: {type(segmenter).__name__} has no compile()")
+    compile_network()
+
+
 def _autocast(segmenter: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
     if precision == "fp32":
         return contextlib.nullcontext()
@@ -384,6 +393,10 @@ def run_video(
         # URLs, capture devices and stdin: the live path (video/live_run.py, same stages).
         from streamseg.video.live_run import run_live
 
+        if config is not None and config.model.compile:
+            segmenter = segmenter if segmenter is not None else _build_segmenter(config)
+            compile_segmenter(segmenter)
+
         return run_live(
             source,
             out,
@@ -414,14 +427,17 @@ def run_video(
     label_size = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
     if segmenter is None:
         segmenter = _build_segmenter(config)
+    if config.model.compile:
+        compile_segmenter(segmenter)
     vocab = _resolve_vocabulary(segmenter, vocabulary, config)
     names = list(vocab.names)
     keep = _keep_classes(names, config)
 
     model_id = str(getattr(segmenter, "model_id", type(segmenter).__name__))
     settings = config.to_dict()
-    # Only what changes the output identifies a run: not where it runs or what it renders.
-    for key in ("device", "name", "clip_weights", "vocab", "stuff", "vocab_file"):
+    # Only what changes the output identifies a run: not where or how fast it runs (compile
+    # equals eager within float rounding) or what it renders.
+    for key in ("device", "compile", "name", "clip_weights", "vocab", "stuff", "vocab_file"):
         settings["model"].pop(key)
     settings["render"] = {}
     settings["decode"].pop("queue_size")
