@@ -158,3 +158,50 @@ def test_readme_first_command_in_fresh_clone(tmp_path) -> None:
         summary = json.loads(info.stdout)
         assert summary["frames"] == FRAMES and summary["tracks"] > 1
         assert summary["model"].startswith(f"{NAME}@sha256:")
+
+
+# How far below the model card's figures (percentage points) a fresh measurement may fall.
+# Validation data and inference are deterministic, so on the machine that made the card the
+# figures repeat exactly; elsewhere only float and codec differences move them.
+TOLERANCE_POINTS = 3.0
+
+
+def card_figures(measure_json: dict) -> dict[str, float]:
+    """The regression-tested figures of a `streamseg measure` JSON, in percent."""
+    ensemble = measure_json["images"]["modes"]["ensemble"]
+    return {
+        "PQ seen": 100 * ensemble["seen"]["pq"],
+        "PQ unseen": 100 * ensemble["unseen"]["pq"],
+        "STQ": 100 * measure_json["videos"]["stq"],
+    }
+
+
+@pytest.mark.slow
+def test_shipped_model_quality(tmp_path) -> None:
+    """Fresh validation data, the card's settings: PQ seen / unseen (ensemble) and video STQ
+    no more than TOLERANCE_POINTS below weights/shapes-tiny/measure.json (the card's source)."""
+    card_json = REPO_WEIGHTS / NAME / "measure.json"
+    if not card_json.is_file():
+        if os.environ.get("STREAMSEG_ALLOW_NO_DEFAULT") == "1":
+            pytest.skip("weights/shapes-tiny/ not shipped yet (STREAMSEG_ALLOW_NO_DEFAULT=1)")
+        pytest.fail(f"{card_json} missing: ship it with the model (weights/shapes-tiny/README.md)")
+    from streamseg.synthetic.measure import measure
+
+    card = json.loads(card_json.read_text())
+    settings = card["settings"]
+    fresh = measure(
+        NAME,
+        tmp_path / "measure",
+        images=settings["n_images"],
+        videos=settings["n_videos"],
+        frames=settings["frames"],
+        size=settings["size"],
+        seed=settings["seed"],
+        device="cpu",
+        image_format=settings["image_format"],
+        batch_size=settings["batch_size"],
+    )
+    assert fresh["settings"]["model_sha256"] == card["settings"]["model_sha256"]
+    expected, measured = card_figures(card), card_figures(fresh)
+    for name, value in expected.items():
+        assert measured[name] >= value - TOLERANCE_POINTS, (name, measured[name], value)

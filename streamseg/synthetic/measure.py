@@ -479,6 +479,7 @@ def measure(
             "image_seeds": [seed, seed + images - 1] if images else [],
             "video_seeds": [seed, seed + videos - 1] if videos else [],
             "image_format": image_format,
+            "batch_size": batch_size,
             "unseen_classes": unseen,
             "split_note": note,
             "device": str(segmenter.device),
