@@ -304,11 +304,16 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
                 segmenter.segment_raw(batches[0])
             _synchronize(device)
 
+        def forward_fp32() -> None:
+            segmenter.segment_raw(batches[0])
+
         forward_frames = len(batches[0])
         # Counted before any compile: the eager network runs the same operations, and a
-        # compiled graph hides its fused kernels from FlopCounterMode.
+        # compiled graph hides its fused kernels from FlopCounterMode. Counted in fp32 whatever
+        # --precision: the count does not depend on it, and under FlopCounterMode (a dispatch
+        # mode) einsum's inner bmm escapes autocast and fails on mixed bf16 / fp32 operands.
         say("FLOP count")
-        gflops = count_gflops(forward, segmenter.model) / forward_frames
+        gflops = count_gflops(forward_fp32, segmenter.model) / forward_frames
         if config.compile:
             say("torch.compile (compiles in the model stage's warm-up)")
             segmenter.compile()

@@ -103,3 +103,21 @@ def test_pixel_decoder_stays_float32_under_autocast(tiny) -> None:
         mask_features, maps = tiny.sem_seg_head.pixel_decoder(features)
     assert mask_features.dtype == torch.float32
     assert all(m.dtype == torch.float32 for m in maps)
+
+
+def test_predict_under_bf16_autocast_follows_fp32(tiny) -> None:
+    """`--precision bf16`: the whole inference call runs under autocast (the pixel decoder
+    stays fp32 inside it, so the decoder mixes dtypes) and stays close to fp32."""
+    torch.manual_seed(1)
+    text = random_text(4, tiny.backbone.embed_dim, seed=1)
+    seen = torch.tensor([True, False, True, False])
+    images = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        want = tiny.predict(images, text, seen, 0.4, 0.8, True)
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            got = tiny.predict(images, text, seen, 0.4, 0.8, True)
+    for key in ("class_probs", "mask_logits"):
+        assert torch.isfinite(got[key]).all()
+        # bf16 keeps 8 mantissa bits: agreement to a few percent of the value range.
+        scale = want[key].abs().max()
+        torch.testing.assert_close(got[key].float(), want[key], rtol=0.0, atol=0.1 * scale)
