@@ -8,8 +8,9 @@ decode (PyAV) -> model (forward + panoptic post-processing) -> track -> store wr
 ```
 Besides throughput: peak resident memory, parameters (frozen CLIP / trained parts), GFLOPs per
 frame counted by `torch.utils.flop_counter.FlopCounterMode` over the model's inference call, the
-achieved GFLOP/s of that call next to the machine's dense fp32 matmul GFLOP/s (2048 x 2048, the
-practical limit), and the pipeline overhead = end-to-end time / model-only time.
+achieved GFLOP/s of that call next to the machine's dense matmul GFLOP/s (2048 x 2048, fp32,
+or bf16 with --precision bf16: the practical limit), and the pipeline overhead = end-to-end
+time / model-only time.
 
 With `compile` the network runs through `torch.compile` (`Segmenter.compile`) in the model,
 forward-only, end-to-end and live stages; the compile happens in the model stage's warm-up call
@@ -97,7 +98,7 @@ class BenchResult:
     gflops_per_frame: float  # FlopCounterMode over the inference call (forward + out-of-vocab)
     forward_seconds_per_frame: float  # median, the counted call only (no post-processing)
     forward_gflops_per_second: float  # achieved: gflops_per_frame / forward_seconds_per_frame
-    matmul_gflops_per_second: float  # measured dense fp32 matmul, 2048 x 2048, median
+    matmul_gflops_per_second: float  # measured dense matmul in `precision`, 2048 x 2048, median
     forward_share_of_matmul: float  # achieved / matmul
     pipeline_overhead: float | None  # end-to-end seconds / model-only seconds (same frames)
     live: dict[str, Any] | None  # live mode: sustained processed fps, drops, latency (LiveRate)
@@ -140,12 +141,17 @@ def stage_result(frames: int, seconds: list[float]) -> StageResult:
     )
 
 
-def matmul_gflops(device: Any, size: int = MATMUL_SIZE, repeats: int = 5) -> float:
-    """Measured dense fp32 matmul speed: 2 size^3 FLOPs per product, median of `repeats`."""
+def matmul_gflops(
+    device: Any, size: int = MATMUL_SIZE, repeats: int = 5, precision: str = "fp32"
+) -> float:
+    """Measured dense matmul speed in `precision` (fp32 | bf16): 2 size^3 FLOPs per product,
+    median of `repeats`. bf16 is measured apart because CPUs with AMX (and GPUs' tensor cores)
+    run it several times faster than fp32: the limit of a `--precision bf16` run."""
     import torch
 
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
 
     def product() -> None:
         torch.mm(a, b)
@@ -410,7 +416,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
     if "model" in stages and "model" not in config.stages:
         del stages["model"]  # measured for the other stages' inputs only
     say("matmul")
-    matmul = matmul_gflops(device, repeats=max(5, config.repeats))
+    matmul = matmul_gflops(device, repeats=max(5, config.repeats), precision=config.precision)
     achieved = gflops / forward_per_frame if forward_per_frame > 0 else 0.0
     frozen = sum(p.numel() for p in segmenter.model.backbone.parameters())
     total = sum(p.numel() for p in segmenter.model.parameters())

@@ -81,6 +81,30 @@ def test_bench_subset_of_stages_skips_the_others() -> None:
     assert result.frame_size == (64, 96) and result.input_size == (128, 192)  # short edge 128
 
 
+def test_bf16_bench_counts_the_fp32_flops() -> None:
+    """--precision bf16: same FLOP count as fp32 (counted in fp32), bf16 matmul as the limit."""
+    results = {
+        precision: run_benchmark(
+            BenchConfig(
+                model="tiny-convnext",
+                size=(64, 64),
+                batch_size=1,
+                device="cpu",
+                frames=1,
+                repeats=1,
+                stages=("model",),
+                threads=1,
+                precision=precision,
+            )
+        )
+        for precision in ("fp32", "bf16")
+    }
+    assert results["bf16"].precision == "bf16"
+    assert results["bf16"].gflops_per_frame == pytest.approx(results["fp32"].gflops_per_frame)
+    assert results["bf16"].gflops_per_frame > 0
+    assert results["bf16"].matmul_gflops_per_second > 0
+
+
 def test_count_gflops_of_a_matmul_is_exact() -> None:
     a, b = torch.ones(8, 16), torch.ones(16, 4)
     assert count_gflops(lambda: a @ b) == pytest.approx(2 * 8 * 16 * 4 / 1e9)
