@@ -13,15 +13,27 @@ import torch
 from streamseg.cli import main
 from streamseg.errors import UserError
 from streamseg.model import segmenter as segmenter_module
-from streamseg.model.checkpoint import WEIGHTS_FILE, read_state_dict, save_folder
+from streamseg.model.checkpoint import (
+    ROW_SCALE_SUFFIX,
+    WEIGHTS_FILE,
+    read_state_dict,
+    save_folder,
+)
 from streamseg.model.config import PRESETS
 from streamseg.model.default_vocab import default_vocabulary, folder_default_vocabulary
 from streamseg.model.fcclip import build_model
 from streamseg.model.segmenter import Segmenter
-from streamseg.model.ship import SUMS_FILE, ship_folder, to_fp16_storage, verify_sums
+from streamseg.model.ship import (
+    SUMS_FILE,
+    quantize_rows,
+    ship_folder,
+    to_fp16_storage,
+    verify_sums,
+)
 from streamseg.model.vocab import Vocabulary, parse_vocab
 
 CLASSES = ["red circle|red disc", "blue square", "grass"]
+TOKENS = "backbone.clip_model.token_embedding.weight"
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +78,49 @@ def test_fp16_tensors_and_overflow_kept_fp32() -> None:
     assert torch.isinf(half["mask"][1]) and half["w"][0].item() == 1.0
 
 
-def test_shipped_file_is_half_size_and_summed(trained, shipped) -> None:
+def test_quantize_rows_error_is_half_a_step() -> None:
+    table = torch.randn(50, 16) * torch.linspace(0.01, 10, 50)[:, None]
+    table[3] = 0.0
+    q, scale = quantize_rows(table)
+    assert q.dtype == torch.int8 and scale.shape == (50,) and scale[3] == 0
+    assert int(q.abs().max()) == 127  # every non-zero row uses the whole range
+    error = (q.float() * scale[:, None] - table).abs()
+    assert bool((error <= scale[:, None] / 2 + 1e-6).all())
+    state = read_state_dict_of({"t": q, "t" + ROW_SCALE_SUFFIX: scale})
+    assert set(state) == {"t"} and torch.equal(state["t"], q.float() * scale[:, None])
+    with pytest.raises(UserError, match="does not match an int8 tensor"):
+        read_state_dict_of({"t": table, "t" + ROW_SCALE_SUFFIX: scale})  # not int8
+
+
+def read_state_dict_of(state: dict) -> dict:
+    from streamseg.model.checkpoint import dequantize_rows
+
+    return dequantize_rows(dict(state), "test")
+
+
+def test_shipped_file_is_small_and_summed(trained, shipped) -> None:
     result, target = shipped
     source_bytes = (trained / WEIGHTS_FILE).stat().st_size
     assert result.source_bytes == source_bytes
-    # Every weight of the tiny model is floating point: the file is half, plus headers.
-    assert abs(result.weights_bytes - source_bytes / 2) < 0.01 * source_bytes
-    state = read_state_dict(target / WEIGHTS_FILE)
-    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    assert result.int8_rows == (TOKENS,)
+    # fp16 everywhere (half) but the token table in int8 (a quarter) + one scale per row.
+    source = read_state_dict(trained / WEIGHTS_FILE)
+    tokens = source[TOKENS].numel()
+    expected = source_bytes / 2 - tokens * 4 / 4 + source[TOKENS].shape[0] * 4
+    assert abs(result.weights_bytes - expected) < 0.01 * source_bytes
+    from safetensors.torch import load_file
+
+    raw = load_file(str(target / WEIGHTS_FILE))
+    assert raw[TOKENS].dtype == torch.int8
+    assert {v.dtype for k, v in raw.items() if k != TOKENS} <= {torch.float16, torch.float32}
+    state = read_state_dict(target / WEIGHTS_FILE)  # int8 rows come back as float32
+    assert set(state) == set(source) and state[TOKENS].dtype == torch.float32
     sums = verify_sums(target)
     assert set(sums) == {"config.json", WEIGHTS_FILE, "vocabulary.json"}
     assert sums[WEIGHTS_FILE] == result.sha256
     header = json.loads((target / "config.json").read_text())
     assert header["default_vocab"] == "shapes" and header["storage_dtype"] == "float16"
+    assert header["int8_rows"] == [TOKENS]
     source_header = json.loads((trained / "config.json").read_text())
     assert header["config"] == source_header["config"]  # train_vocabulary and all kept
 
@@ -89,10 +131,14 @@ def test_shipped_model_matches_fp32_model(trained, shipped) -> None:
     assert next(half.model.parameters()).dtype == torch.float32  # upcast on load
     assert half.default_vocabulary == parse_vocab("shapes")  # read from the folder on loading
     assert full.default_vocabulary.names == ["red circle", "blue square", "grass"]
-    # The fp16-rounded weights land exactly (no second rounding on load).
+    # The fp16-rounded weights land exactly (no second rounding on load); the token table
+    # within half an int8 step of its fp16 value.
     source = read_state_dict(trained / WEIGHTS_FILE)
     for key, value in half.model.state_dict().items():
-        if value.is_floating_point():
+        if key == TOKENS:
+            q, scale = quantize_rows(source[key].half())
+            assert torch.equal(value, q.float() * scale[:, None])
+        elif value.is_floating_point():
             assert torch.equal(value, source[key].half().float()), key
     frame = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     a, b = full.segment_raw([frame]), half.segment_raw([frame])

@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ship.add_argument(
         "--max-mb", type=float, default=40.0, help="refuse weights larger than this (1 MB = 1e6)"
     )
+    ship.add_argument(
+        "--fp16-tokens",
+        action="store_true",
+        help="keep the CLIP token table in fp16 (default: int8 rows, half the bytes)",
+    )
     card = actions.add_parser("card", help="write a shipped model's MODEL_CARD.md from run logs")
     card.add_argument("--model", required=True, help="the shipped folder (weights/shapes-tiny)")
     card.add_argument("--clip-eval", default=None, help="JSON of `streamseg clip eval --json`")
@@ -81,12 +86,15 @@ def _ship(args: argparse.Namespace) -> int:
         default_vocab=args.default_vocab,
         default_stuff=args.default_stuff,
         max_bytes=int(args.max_mb * 1e6),
+        int8_rows=not args.fp16_tokens,
     )
     print(
         f"shipped {args.source} -> {result.folder}: model.safetensors "
         f"{result.weights_bytes / 1e6:.2f} MB (source {result.source_bytes / 1e6:.2f} MB), "
         f"sha256 {result.sha256}"
     )
+    if result.int8_rows:
+        print(f"stored as int8 rows: {', '.join(result.int8_rows)}")
     if result.kept_fp32:
         print(f"kept in fp32 (fp16 would overflow): {', '.join(result.kept_fp32)}")
     print(f"checksums of {', '.join(result.files)} in {result.folder}/SHA256SUMS")

@@ -39,6 +39,10 @@ FORMAT_NAME = "streamseg-fcclip"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+# A shipped folder may store a large table as int8 rows (streamseg/model/ship.py): the tensor
+# KEY holds int8 values and KEY + ROW_SCALE_SUFFIX one float scale per row. '#' never occurs
+# in a module's parameter names, so the pair cannot collide with a real key.
+ROW_SCALE_SUFFIX = "#int8_row_scale"
 _SHOWN_KEYS = 5
 
 
@@ -82,6 +86,19 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         if not isinstance(value, Tensor):
             raise UserError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
         state[key.removeprefix("module.")] = value
+    return dequantize_rows(state, str(path))
+
+
+def dequantize_rows(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
+    """Replace every int8-row pair (KEY int8 (R, ...), KEY + ROW_SCALE_SUFFIX float (R,)) by
+    the float32 tensor int8 x scale; other entries pass through."""
+    for scale_key in [k for k in state if k.endswith(ROW_SCALE_SUFFIX)]:
+        key = scale_key.removesuffix(ROW_SCALE_SUFFIX)
+        values, scale = state.get(key), state.pop(scale_key)
+        if values is None or values.dtype != torch.int8 or scale.shape != values.shape[:1]:
+            raise UserError(f"{source}: {scale_key!r} does not match an int8 tensor {key!r}")
+        shape = (-1,) + (1,) * (values.dim() - 1)
+        state[key] = values.float() * scale.float().reshape(shape)
     return state
 
 

@@ -108,7 +108,12 @@ def _model_facts(folder: Path) -> tuple[list[str], dict[str, Any]]:
     if weights.is_file():
         lines += [
             f"- `{WEIGHTS_FILE}`: {weights.stat().st_size / 1e6:.2f} MB, "
-            f"{header.get('storage_dtype', 'float32')} storage (loaded as float32)",
+            f"{header.get('storage_dtype', 'float32')} storage (loaded as float32)"
+            + (
+                f"; int8 rows with a float32 scale per row for {', '.join(header['int8_rows'])}"
+                if header.get("int8_rows")
+                else ""
+            ),
             f"- sha256 `{file_sha256(weights)}` (`sha256sum {weights}`; all files: "
             f"`sha256sum -c SHA256SUMS` in `{folder}`)",
         ]
