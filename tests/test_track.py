@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 
 from streamseg.config import TrackerConfig
@@ -186,6 +189,8 @@ def test_state_round_trip_gives_identical_continuation() -> None:
     for t in range(5):
         first.step(t, frames[t])
     saved = first.state.to_json()
+    # The hand-written serialization is exactly the dataclass's own (asdict) form.
+    assert first.state.tracks and saved == json.dumps(asdict(first.state), separators=(",", ":"))
     resumed = Tracker(TrackerConfig(), TrackerState.from_json(saved))
     assert resumed.state.to_json() == saved
     for t in range(5, 12):
