@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -62,19 +63,14 @@ def test_bench_cli_json_has_every_field(capsys: pytest.CaptureFixture[str]) -> N
     assert live["latency_max"] >= live["latency_mean"] > 0
 
 
+def _tiny_bench(**settings: Any) -> Any:
+    """One quick bench of tiny-convnext on the CPU, one thread, batch 1, one repeat."""
+    base = dict(model="tiny-convnext", batch_size=1, device="cpu", repeats=1, threads=1)
+    return run_benchmark(BenchConfig(**{**base, **settings}))
+
+
 def test_bench_subset_of_stages_skips_the_others() -> None:
-    result = run_benchmark(
-        BenchConfig(
-            model="tiny-convnext",
-            size=(64, 96),
-            batch_size=1,
-            device="cpu",
-            frames=2,
-            repeats=1,
-            stages=("decode", "track"),
-            threads=1,
-        )
-    )
+    result = _tiny_bench(size=(64, 96), frames=2, stages=("decode", "track"))
     assert result.threads == 1
     assert sorted(result.stages) == ["decode", "track"]
     assert result.pipeline_overhead is None
@@ -84,19 +80,7 @@ def test_bench_subset_of_stages_skips_the_others() -> None:
 def test_bf16_bench_counts_the_fp32_flops() -> None:
     """--precision bf16: same FLOP count as fp32 (counted in fp32), bf16 matmul as the limit."""
     results = {
-        precision: run_benchmark(
-            BenchConfig(
-                model="tiny-convnext",
-                size=(64, 64),
-                batch_size=1,
-                device="cpu",
-                frames=1,
-                repeats=1,
-                stages=("model",),
-                threads=1,
-                precision=precision,
-            )
-        )
+        precision: _tiny_bench(size=(64, 64), frames=1, stages=("model",), precision=precision)
         for precision in ("fp32", "bf16")
     }
     assert results["bf16"].precision == "bf16"
