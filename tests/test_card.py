@@ -82,7 +82,12 @@ def test_card_from_fake_runs(tmp_path) -> None:
             {
                 "size": 256,
                 "single": {"all": 0.5, "things": 0.5, "color": 0.875, "shape": 0.25, "count": 8},
-                "regions": {"all": 0.4, "stuff": 0.75, "count": 20, "per_class": {}},
+                "regions": {
+                    "all": 0.4,
+                    "stuff": 0.75,
+                    "count": 20,
+                    "per_class": {"black hexagon": 0.5, "grass": 1.0},
+                },
             }
         )
     )
@@ -132,6 +137,9 @@ def test_card_from_fake_runs(tmp_path) -> None:
     assert "| " + " | ".join([NOT_MEASURED] * 6) + " |" in card  # the video row
     assert "Seen classes (2, from `streamseg measure` (measure.json)): red circle, grass." in card
     assert "Unseen classes (1): black hexagon." in card
+    # Every class of the CLIP evaluation, marked by FC-CLIP's split.
+    assert f"| black hexagon | {NOT_MEASURED} | 50.0 | unseen (held out) |" in card
+    assert f"| grass | {NOT_MEASURED} | 100.0 | seen |" in card
 
 
 def test_card_with_nothing_measured_uses_recipe_split(tmp_path) -> None:

@@ -204,7 +204,9 @@ def _class_split(
     return [], [], NOT_MEASURED
 
 
-def _clip_lines(result: dict[str, Any] | None, path: Any, clip_run: Any) -> list[str]:
+def _clip_lines(
+    result: dict[str, Any] | None, path: Any, clip_run: Any, unseen: list[str] | None = None
+) -> list[str]:
     run = clip_run or "RUN/clip"
     single, regions = _get(result, "single"), _get(result, "regions")
     size = _get(result, "size") or 256
@@ -222,6 +224,35 @@ def _clip_lines(result: dict[str, Any] | None, path: Any, clip_run: Any) -> list
         cells = [_pct(_get(summary, key)) for key in ("all", "things", "stuff", "color", "shape")]
         n = _get(summary, "count")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {n if n else NOT_MEASURED} |")
+    single_classes = _get(single, "per_class") or {}
+    region_classes = _get(regions, "per_class") or {}
+    if single_classes or region_classes:
+        # Every class, seen and unseen alike: the CLIP saw every name; FC-CLIP's training
+        # labels did not (the last column).
+        held_out = set(unseen or ())
+        per_class = [
+            f"{count / len(classes):.0f} {label}"
+            for label, summary, classes in (
+                ("single objects", single, single_classes),
+                ("regions", regions, region_classes),
+            )
+            if classes and isinstance(count := _get(summary, "count"), int)
+        ]
+        lines += [
+            "",
+            "Per class (accuracy %; the CLIP was trained on every name, FC-CLIP's head only on "
+            "the seen classes; about " + " and ".join(per_class) + " per class, so the "
+            "cells are coarse):",
+            "",
+            "| class | single objects | regions | in FC-CLIP training |",
+            "|---|---|---|---|",
+        ]
+        for name in dict.fromkeys([*single_classes, *region_classes]):
+            where = "unseen (held out)" if name in held_out else "seen"
+            lines.append(
+                f"| {name} | {_pct(single_classes.get(name))} | "
+                f"{_pct(region_classes.get(name))} | {where if unseen else NOT_MEASURED} |"
+            )
     return lines
 
 
@@ -366,7 +397,7 @@ def build_model_card(
         "",
         *_training_lines(clip_run or "RUN/clip", fcclip_run or "RUN/fcclip", recipe),
         "",
-        *_clip_lines(read_json_file(clip_eval), clip_eval, clip_run),
+        *_clip_lines(read_json_file(clip_eval), clip_eval, clip_run, unseen),
         "",
         *_measure_lines(measure_data, measure),
         "",
