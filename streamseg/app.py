@@ -160,8 +160,9 @@ class DemoApp:
             )
         if "-random-seed" in str(getattr(segmenter, "name", "")):
             result.status += (
-                "\n\nnote: this model has random weights (no trained model is installed): "
-                "the output shows the formats, not real segmentations."
+                "\n\nnote: this model has random weights (a preset, not trained): the output "
+                "shows the formats, not real segmentations; the default model shapes-tiny is "
+                "trained (on the synthetic shapes world)."
             )
         return result
 

@@ -90,9 +90,19 @@ def test_browser_runs_a_video_end_to_end(tmp_path: Path) -> None:
     finally:
         demo.close()
 
-    assert size == [128, 128]
+    # The first sample video (weights/shapes-tiny/sample.mp4 when shipped, else one made by
+    # the app): the overlay has its size and the status its name, frame count (up to the
+    # "Max frames" slider's default, 48) and size.
+    import av
+
+    with av.open(str(video)) as container:
+        frames = min(48, sum(1 for _ in container.decode(video=0)))
+        height, width = container.streams.video[0].height, container.streams.video[0].width
+    assert size == [width, height]
     match = re.search(
-        r"shapes_video\.mp4: 24 frames \(128x128\), \d+ segments, (\d+) tracks", status
+        rf"{re.escape(video.name)}: {frames} frames \({width}x{height}\), \d+ segments, "
+        r"(\d+) tracks",
+        status,
     )
     assert match, status
     assert rows == int(match.group(1)) + 1  # header row + one row per track
