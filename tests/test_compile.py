@@ -171,3 +171,22 @@ def test_bench_compile_reaches_the_segmenter(
     assert sorted(result["stages"]) == ["end_to_end", "model"]
     # the bench's own call, then run_video's (ModelSettings.compile; a no-op when compiled)
     assert compile_calls == (["default", "default"] if flag else [])
+
+
+class _Compiled(Exception):
+    """Raised by a stand-in segmenter's compile(): the setting reached it."""
+
+
+def test_live_runs_compile_the_segmenter(tmp_path: Path) -> None:
+    """A live source goes through run_live (not the file path), which compiles too; the
+    stand-in raises at compile(), before any stream is opened."""
+    from streamseg.config import RunConfig
+    from streamseg.video.pipeline import run_video
+
+    class StandIn:
+        def compile(self) -> None:
+            raise _Compiled
+
+    config = RunConfig(model=ModelSettings(compile=True))
+    with pytest.raises(_Compiled):
+        run_video("udp://127.0.0.1:9", tmp_path / "live.zarr", config=config, segmenter=StandIn())

@@ -141,13 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from streamseg.video.live_cli import run_live_command, wants_live
 
     if wants_live(args):
-        segmenter = _factory_segmenter()
-        if config.model.compile:  # run_live_command calls run_live, not run_video
-            from streamseg.video.pipeline import _build_segmenter, compile_segmenter
-
-            segmenter = segmenter if segmenter is not None else _build_segmenter(config)
-            compile_segmenter(segmenter)
-        return run_live_command(args, config, segmenter=segmenter)
+        return run_live_command(args, config, segmenter=_factory_segmenter())
     source = args.source
     if not Path(source).exists() and not any(ch in source for ch in "*?["):
         raise UserError(f"{source}: no such file or folder")

@@ -51,6 +51,7 @@ from streamseg.video.pipeline import (
     _resolve_vocabulary,
     _vocabulary_attrs,
     _Writer,
+    compile_segmenter,
     filter_segmentation,
     segment_rows,
 )
@@ -180,6 +181,8 @@ def run_live(
 
     if segmenter is None:
         segmenter = _build_segmenter(config)
+    if config.model.compile:
+        compile_segmenter(segmenter)
     vocab = _resolve_vocabulary(segmenter, vocabulary, config)
     names = list(vocab.names)
     keep = _keep_classes(names, config)

@@ -393,10 +393,6 @@ def run_video(
         # URLs, capture devices and stdin: the live path (video/live_run.py, same stages).
         from streamseg.video.live_run import run_live
 
-        if config is not None and config.model.compile:
-            segmenter = segmenter if segmenter is not None else _build_segmenter(config)
-            compile_segmenter(segmenter)
-
         return run_live(
             source,
             out,

@@ -89,12 +89,7 @@ class TrackerState:
         # The fields as they are, not dataclasses.asdict: that deep-copies every float of
         # every track's embedding and RLE (10 ms per batch in run_video, which saves the state
         # after each batch for a clean Ctrl-C). The JSON is the same.
-        data = {
-            "next_id": self.next_id,
-            "steps": self.steps,
-            "stuff_ids": self.stuff_ids,
-            "tracks": [vars(track) for track in self.tracks],
-        }
+        data = {**vars(self), "tracks": [vars(track) for track in self.tracks]}
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
