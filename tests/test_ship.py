@@ -16,6 +16,7 @@ from streamseg.model import segmenter as segmenter_module
 from streamseg.model.checkpoint import (
     ROW_SCALE_SUFFIX,
     WEIGHTS_FILE,
+    dequantize_rows,
     read_state_dict,
     save_folder,
 )
@@ -86,16 +87,10 @@ def test_quantize_rows_error_is_half_a_step() -> None:
     assert int(q.abs().max()) == 127  # every non-zero row uses the whole range
     error = (q.float() * scale[:, None] - table).abs()
     assert bool((error <= scale[:, None] / 2 + 1e-6).all())
-    state = read_state_dict_of({"t": q, "t" + ROW_SCALE_SUFFIX: scale})
+    state = dequantize_rows({"t": q, "t" + ROW_SCALE_SUFFIX: scale}, "test")
     assert set(state) == {"t"} and torch.equal(state["t"], q.float() * scale[:, None])
     with pytest.raises(UserError, match="does not match an int8 tensor"):
-        read_state_dict_of({"t": table, "t" + ROW_SCALE_SUFFIX: scale})  # not int8
-
-
-def read_state_dict_of(state: dict) -> dict:
-    from streamseg.model.checkpoint import dequantize_rows
-
-    return dequantize_rows(dict(state), "test")
+        dequantize_rows({"t": table, "t" + ROW_SCALE_SUFFIX: scale}, "test")  # not int8
 
 
 def test_shipped_file_is_small_and_summed(trained, shipped) -> None:
