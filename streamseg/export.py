@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.outputs import check_folder_outputs, record_folder_outputs
 
 FORMATS: tuple[str, ...] = ("coco-panoptic", "vipseg", "youtube-vis", "png")
 
@@ -50,6 +51,7 @@ def export_store(
     categories: Mapping[int, Mapping[str, Any]] | None = None,
     category_map: Mapping[str, Any] | None = None,
     video_id: str | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write `store` as `fmt` into folder `out`.
 
@@ -58,6 +60,8 @@ def export_store(
             None = the store's vocabulary.
         category_map: overrides {store class name: category id | name | None}.
         video_id: the video's name in vipseg / youtube-vis output (default: the store's stem).
+        overwrite: replace files in `out` that streamseg did not write (see
+            `streamseg.outputs`); without it they are refused before anything is written.
 
     Returns:
         {"format", "frames", "files", "unmapped_classes"}.
@@ -68,11 +72,13 @@ def export_store(
         raise UserError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     prediction = StorePrediction(store, categories, category_map)
     out = Path(out)
+    name = video_id or Path(store).name.removesuffix(".zarr")
+    planned = _planned_files(fmt, len(prediction), name)
+    check_folder_outputs(out, planned, inputs=[store], overwrite=overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"{out}: cannot create the output folder ({error})") from None
-    name = video_id or Path(store).name.removesuffix(".zarr")
     height, width = prediction.label_size
     category_list = [
         {k: v for k, v in dict(entry).items()} | {"id": cid}
@@ -86,12 +92,25 @@ def export_store(
         files = _export_youtube_vis(prediction, out, name, category_list)
     else:
         files = _export_png(prediction, out)
+    record_folder_outputs(out, planned)
     return {
         "format": fmt,
         "frames": len(prediction),
         "files": files,
         "unmapped_classes": prediction.unmapped,
     }
+
+
+def _planned_files(fmt: str, frames: int, name: str) -> list[str]:
+    """The files (relative to the output folder) that `fmt` writes for `frames` frames."""
+    stems = [f"{t:06d}.png" for t in range(frames)]
+    if fmt == "coco-panoptic":
+        return [f"panoptic/{s}" for s in stems] + ["panoptic.json"]
+    if fmt == "vipseg":
+        return [f"panomasks/{name}/{s}" for s in stems] + ["panoptic.json"]
+    if fmt == "youtube-vis":
+        return ["results.json"]
+    return [f"labels/{s}" for s in stems] + ["tracks.json"]
 
 
 def _export_coco_panoptic(prediction: Any, out: Path, height: int, width: int, cats: list) -> int:

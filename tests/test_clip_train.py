@@ -99,7 +99,7 @@ def test_train_command_smoke_and_resume(tmp_path) -> None:
     out = tmp_path / "run"
     argv = ["train", "--pipeline", str(pipeline), "--out", str(out)]
     assert clip.run(parser.parse_args([*argv, "--max-steps", "2"])) == 0
-    assert torch.load(out / "last.pt", weights_only=False)["step"] == 2
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 2
     assert clip.run(parser.parse_args(argv)) == 0  # resumes at step 2, runs step 3
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]

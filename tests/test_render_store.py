@@ -126,9 +126,11 @@ def test_render_copies_audio_and_keeps_vfr_times(tmp_path: Path) -> None:
 def test_render_refuses_another_video_and_keeps_the_old_overlay(
     run_with_overlay: tuple[Path, Path, Path, list], tmp_path: Path
 ) -> None:
-    _, store, _, _ = run_with_overlay
+    _, store, overlay, _ = run_with_overlay
     out = tmp_path / "keep.mp4"
-    out.write_bytes(b"an earlier overlay")
+    # An earlier overlay that streamseg wrote (a file it did not write is refused up front).
+    earlier = overlay.read_bytes()
+    out.write_bytes(earlier)
     other_size = videos.make_video(tmp_path / "other.mp4", width=32, height=24)
     with pytest.raises(UserError, match="other.mp4: does not match the store"):
         render_store(store, out, video=other_size)
@@ -139,7 +141,7 @@ def test_render_refuses_another_video_and_keeps_the_old_overlay(
     short = make_blob_video(tmp_path / "short.mp4", frames=10)
     with pytest.raises(UserError, match="short.mp4: ends before the store"):
         render_store(store, out, video=short)
-    assert out.read_bytes() == b"an earlier overlay"
+    assert out.read_bytes() == earlier
     assert not list(tmp_path.glob(".*partial*"))
     with pytest.raises(UserError, match="missing.zarr"):
         render_store(tmp_path / "missing.zarr", out)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "name / synonym",
     )
     parser.add_argument("--video", help="video name in vipseg / youtube-vis output")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace files in --out not written by streamseg"
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         categories=load_categories(args.categories),
         category_map=read_category_map(args.category_map),
         video_id=args.video,
+        overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(summary))

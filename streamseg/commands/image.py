@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=1, help="images per model call")
     parser.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace files in --out not written by streamseg"
+    )
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -153,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         write_json,
         write_png,
     )
+    from streamseg.outputs import check_folder_outputs, record_folder_outputs
     from streamseg.video.render import draw_overlay
 
     if args.batch_size < 1:
@@ -163,6 +167,12 @@ def run(args: argparse.Namespace) -> int:
     # Check every image first: a non-image fails before the model loads or anything is written.
     for path in paths:
         _check_readable(path)
+    out = Path(args.out)
+    stems = _unique_stems(paths)
+    planned = [f"panoptic/{stem}.png" for stem in stems] + ["predictions.json"]
+    if not args.no_overlay:
+        planned += [f"overlay/{stem}.png" for stem in stems]
+    check_folder_outputs(out, planned, inputs=paths, overwrite=args.overwrite)
     segmenter = load_segmenter(args.model, args.clip_weights, args.device)
     if vocabulary is None:  # no --vocab: the model's default, as `streamseg run` resolves it
         from streamseg.model.default_vocab import require_vocabulary
@@ -178,8 +188,6 @@ def run(args: argparse.Namespace) -> int:
         dataset_images = None
     segmenter.set_vocabulary(vocabulary)
 
-    out = Path(args.out)
-    stems = _unique_stems(paths)
     annotations, images = [], []
     for start in range(0, len(paths), args.batch_size):
         batch_paths = paths[start : start + args.batch_size]
@@ -219,5 +227,6 @@ def run(args: argparse.Namespace) -> int:
             "categories": categories,
         },
     )
+    record_folder_outputs(out, planned)
     print(f"wrote {len(paths)} images to {out} (predictions.json, panoptic/, overlay/)")
     return 0

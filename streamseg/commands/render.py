@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--alpha", type=float, default=0.5, help="colour share inside masks (default 0.5)"
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an --out file not written by streamseg"
+    )
     parser.add_argument("--no-audio", action="store_true", help="do not copy the source audio")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             audio=not args.no_audio,
             progress=progress,
+            overwrite=args.overwrite,
         )
     finally:
         if bar is not None:

@@ -89,6 +89,28 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return dequantize_rows(state, str(path))
 
 
+def read_training_state(path: str | Path, map_location: torch.device | str = "cpu") -> dict:
+    """A training resume file (model, optimizer, RNG state ...), read with weights_only=True,
+    so a pickle planted in a run folder cannot run code.
+
+    Raises:
+        UserError: unreadable, truncated, holding Python objects other than plain types and
+            tensors, or not a dict.
+    """
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure means an unusable file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UserError(
+            f"{path}: not a resumable checkpoint (corrupt, or holds objects other than tensors "
+            f"and plain types): {type(error).__name__}: {first_line[:200]}"
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a resumable checkpoint (holds a {type(data).__name__})")
+    return data
+
+
 def dequantize_rows(state: dict[str, Tensor], source: str) -> dict[str, Tensor]:
     """Replace every int8-row pair (KEY int8 (R, ...), KEY + ROW_SCALE_SUFFIX float (R,)) by
     the float32 tensor int8 x scale; other entries pass through."""

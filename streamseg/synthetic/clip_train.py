@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamseg.model.checkpoint import read_training_state
 from streamseg.synthetic.categories import SHAPES
 from streamseg.synthetic.clip_data import (
     build_batch,
@@ -263,7 +264,7 @@ def train_clip(
     )
     step = 0
     if (out / "last.pt").exists():
-        checkpoint = torch.load(out / "last.pt", map_location=device, weights_only=False)
+        checkpoint = read_training_state(out / "last.pt", device)
         model.load_state_dict(checkpoint["model"])
         shape_head.load_state_dict(checkpoint["shape_head"])
         optimizer.load_state_dict(checkpoint["optimizer"])

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from streamseg.errors import UserError
+from streamseg.model.checkpoint import read_training_state
 from streamseg.train.augment import JitteredDataset
 from streamseg.train.config import TrainConfig, resolve_paths
 from streamseg.train.criterion import SetCriterion
@@ -375,7 +376,7 @@ def train(
     if resume:
         if not (out / CHECKPOINT).is_file():
             raise UserError(f"{out / CHECKPOINT}: no checkpoint to resume from")
-        state = torch.load(out / CHECKPOINT, map_location=device, weights_only=True)
+        state = read_training_state(out / CHECKPOINT, device)
         missing, unexpected = model.load_state_dict(state["model"], strict=False)
         if unexpected or any(not k.startswith(CLIP_PREFIX) for k in missing):
             raise UserError(f"{out / CHECKPOINT}: does not fit this recipe's model")
@@ -383,7 +384,7 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, epoch, position = state["step"], state["epoch"], state["position"]
-        set_rng_state(torch.load(_rng_file(out, rank), weights_only=True))
+        set_rng_state(read_training_state(_rng_file(out, rank)))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 

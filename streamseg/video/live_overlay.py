@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.outputs import OVERLAY_COMMENT
 from streamseg.video.draw import draw_overlay
 
 TIME_BASE = Fraction(1, 90000)  # MPEG-TS clock
@@ -51,6 +52,7 @@ class LiveOverlayWriter:
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise UserError(f"{self.path}: cannot write (folder {folder} is not writable)")
         self._container = av.open(str(self.path), "w", format=fmt, options=options)
+        self._container.metadata["comment"] = OVERLAY_COMMENT  # see streamseg.outputs
         self._video = self._container.add_stream(
             "libx264",
             rate=25,

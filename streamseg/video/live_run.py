@@ -178,6 +178,16 @@ def run_live(
     overlay_path = Path(overlay) if overlay is not None else None
     if overlay_path is None and config.render.overlay:
         overlay_path = Path(config.render.overlay)
+    if overlay_path is not None:
+        from streamseg.outputs import check_overlay_output
+
+        check_overlay_output(
+            overlay_path,
+            inputs=[source],
+            overwrite=overwrite,
+            what="--overlay",
+            suffixes=(".ts", ".mp4", ".m4v", ".mov"),
+        )
 
     if segmenter is None:
         segmenter = _build_segmenter(config)

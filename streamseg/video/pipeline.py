@@ -386,6 +386,7 @@ def run_video(
     Raises:
         UserError: bad source, unwritable or mismatching store, missing vocabulary.
     """
+    from streamseg.outputs import check_overlay_output
     from streamseg.video.decode import DecodeStats, iter_frames, probe
     from streamseg.video.live import is_live_source
 
@@ -459,7 +460,9 @@ def run_video(
         "tracker": {"matching": "things with things (class penalty), stuff one id per class"},
     }
     if overlay_path is not None:
-        # Checked before the store is touched: a bad --overlay must not leave a new store.
+        # Checked before the store is touched: a bad --overlay must not leave a new store, and
+        # an overlay never replaces the source or a file streamseg did not write.
+        check_overlay_output(overlay_path, inputs=[source], overwrite=overwrite, what="--overlay")
         folder = overlay_path.resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise UserError(f"{overlay_path}: cannot write (folder {folder} is not writable)")

@@ -38,6 +38,7 @@ def render_store(
     alpha: float = 0.5,
     audio: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> RenderSummary:
     """Write the overlay mp4 of a store's committed frames.
 
@@ -48,10 +49,12 @@ def render_store(
         alpha: colour share inside masks.
         audio: copy the source's audio.
         progress: called as progress(frames_written, frames_total).
+        overwrite: replace an existing `out` that streamseg did not write.
 
     Raises:
         UserError: unreadable store, missing or mismatching video, unwritable output.
     """
+    from streamseg.outputs import check_overlay_output
     from streamseg.video.decode import iter_frames, probe
     from streamseg.video.render import OverlayWriter
     from streamseg.video.store import open_store
@@ -80,6 +83,7 @@ def render_store(
         raise UserError(f"{out}: cannot write (folder {out.parent} does not exist)")
     if out.is_dir():
         raise UserError(f"{out}: is a folder; give the .mp4 file to write")
+    check_overlay_output(out, inputs=[video, store], overwrite=overwrite, what="--out")
     partial = out.with_name(f".{out.stem}.partial{out.suffix or '.mp4'}")
     writer = OverlayWriter(
         partial,

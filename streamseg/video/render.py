@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.outputs import OVERLAY_COMMENT
 from streamseg.video.draw import (
     MASK_ALPHA,
     draw_overlay,
@@ -98,6 +99,7 @@ class OverlayWriter:
             raise UserError(f"{self.path}: cannot write (folder {folder} is not writable)")
         try:
             self._container = av.open(str(self.path), "w", options={"movflags": "+faststart"})
+            self._container.metadata["comment"] = OVERLAY_COMMENT  # see streamseg.outputs
         except (OSError, av.error.FFmpegError) as error:
             raise UserError(f"{self.path}: cannot write ({_reason(error)})") from None
         try:
