@@ -140,10 +140,10 @@ class SegmenterCache:
     def get(self, name: str) -> Any:
         with self._lock:
             if name not in self._models:
-                # The loader of `streamseg image`: registry names, folders, .pth, presets.
-                from streamseg.commands.image import load_segmenter
+                # The one loader: registry names, folders, .pth, presets.
+                from streamseg.model.load import load_segmenter
 
-                self._models[name] = load_segmenter(name, None, self.device)
+                self._models[name] = load_segmenter(name, None, self.device, note="streamseg app")
             return self._models[name]
 
 
@@ -236,16 +236,16 @@ def run_image_job(
     source: Path, run_dir: Path, segmenter: Any, vocabulary: Any, *, score_threshold: float
 ) -> RunResult:
     """An image as `streamseg image` does it: panoptic PNG, overlay PNG, predictions JSON."""
-    from streamseg.image_io import (
+    from streamseg.image_outputs import (
         encode_panoptic,
         segments_info,
         vocabulary_categories,
         write_json,
         write_png,
     )
+    from streamseg.video.image_folders import read_image
     from streamseg.video.pipeline import filter_segmentation
     from streamseg.video.render import draw_overlay
-    from streamseg.video.sources import read_image
 
     began = time.monotonic()
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from streamseg.bench import (
+from streamseg.bench.speed import (
     STAGES,
     BenchConfig,
     count_gflops,

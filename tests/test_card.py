@@ -1,4 +1,4 @@
-"""The model card generator (streamseg/synthetic/card.py) on small fake inputs."""
+"""The model card generator (streamseg/model/card.py) on small fake inputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import json
 
 from streamseg.cli import main
-from streamseg.synthetic.card import NOT_MEASURED, build_model_card, training_time
+from streamseg.model.card import NOT_MEASURED, build_model_card, training_time
 
 RECIPE = """# test recipe
 #   streamseg clip train --pipeline R.toml --out RUN/clip \\

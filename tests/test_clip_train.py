@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from streamseg.synthetic.clip_data import build_batch, class_prompts, clip_scene_config
-from streamseg.synthetic.clip_model import (
+from streamseg.train.clip.data import build_batch, class_prompts, clip_scene_config
+from streamseg.train.clip.loop import ClipTrainConfig, clip_losses, load_clip
+from streamseg.train.clip.model import (
     create_shapes_clip,
     dense_features,
     downsample_masks,
@@ -18,7 +19,6 @@ from streamseg.synthetic.clip_model import (
     embed_regions,
     shapes_clip_config,
 )
-from streamseg.synthetic.clip_train import ClipTrainConfig, clip_losses, load_clip
 
 
 @pytest.mark.parametrize("trunk", ["convnext", "resnet"])
@@ -110,7 +110,7 @@ def test_train_command_smoke_and_resume(tmp_path) -> None:
 
 def test_bad_pipeline_is_a_user_error(tmp_path) -> None:
     from streamseg.errors import UserError
-    from streamseg.synthetic.clip_train import load_clip_train_config
+    from streamseg.train.clip.loop import load_clip_train_config
 
     path = tmp_path / "bad.toml"
     path.write_text("[clip]\ntrunk = 'convnext'\nbogus = 1\n")
@@ -120,7 +120,7 @@ def test_bad_pipeline_is_a_user_error(tmp_path) -> None:
 
 
 def test_zero_shot_eval_runs_and_counts_every_region() -> None:
-    from streamseg.synthetic.clip_eval import evaluate_clip, format_report
+    from streamseg.train.clip.evaluate import evaluate_clip, format_report
 
     torch.manual_seed(0)
     model = create_shapes_clip(shapes_clip_config("convnext", image_size=64))
@@ -131,8 +131,8 @@ def test_zero_shot_eval_runs_and_counts_every_region() -> None:
 
 
 def test_flat_stuff_paints_stuff_flat_and_keeps_things() -> None:
-    from streamseg.synthetic.clip_data import flatten_stuff
     from streamseg.synthetic.scene import render_image
+    from streamseg.train.clip.data import flatten_stuff
 
     scene = render_image(3, clip_scene_config(96))
     flat = flatten_stuff(scene)
@@ -153,8 +153,8 @@ def test_flat_stuff_paints_stuff_flat_and_keeps_things() -> None:
 
 def test_flat_schedule_and_shape_labels() -> None:
     from streamseg.synthetic.categories import SHAPES, shapes_categories
-    from streamseg.synthetic.clip_data import shape_labels
-    from streamseg.synthetic.clip_train import flat_probability
+    from streamseg.train.clip.data import shape_labels
+    from streamseg.train.clip.loop import flat_probability
 
     config = ClipTrainConfig(flat_start=1.0, flat_end=0.2, flat_steps=100)
     assert [flat_probability(config, s) for s in (0, 50, 100, 500)] == pytest.approx(
@@ -169,7 +169,7 @@ def test_flat_schedule_and_shape_labels() -> None:
 def test_trimmed_text_encoding_equals_open_clip() -> None:
     import open_clip
 
-    from streamseg.synthetic.clip_train import encode_text_trimmed
+    from streamseg.train.clip.loop import encode_text_trimmed
 
     torch.manual_seed(0)
     model = create_shapes_clip(shapes_clip_config("resnet", image_size=64)).eval()

@@ -11,8 +11,8 @@ import videos
 
 from streamseg.errors import UserError
 from streamseg.video.decode import DecodeStats, iter_frames, probe
+from streamseg.video.image_folders import list_image_frames, natural_key
 from streamseg.video.prefetch import prefetch
-from streamseg.video.sources import list_image_frames, natural_key
 
 CODEC_CASES = [
     "h264",

@@ -185,7 +185,7 @@ def test_shipped_model_quality(tmp_path) -> None:
         if os.environ.get("STREAMSEG_ALLOW_NO_DEFAULT") == "1":
             pytest.skip("weights/shapes-tiny/ not shipped yet (STREAMSEG_ALLOW_NO_DEFAULT=1)")
         pytest.fail(f"{card_json} missing: ship it with the model (weights/shapes-tiny/README.md)")
-    from streamseg.synthetic.measure import measure
+    from streamseg.bench.quality import measure
 
     card = json.loads(card_json.read_text())
     settings = card["settings"]

@@ -227,7 +227,7 @@ def _plant(path: Path, marker: Path) -> None:
 
 
 def test_clip_train_resume_does_not_run_a_pickle(tmp_path: Path) -> None:
-    from streamseg.synthetic.clip_train import ClipTrainConfig, train_clip
+    from streamseg.train.clip.loop import ClipTrainConfig, train_clip
 
     out, marker = tmp_path / "run", tmp_path / "ran"
     _plant(out / "last.pt", marker)

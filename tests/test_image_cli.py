@@ -13,7 +13,7 @@ from PIL import Image
 
 from streamseg.cli import main
 from streamseg.errors import UserError
-from streamseg.image_io import (
+from streamseg.image_outputs import (
     decode_panoptic,
     encode_panoptic,
     image_id_for,

@@ -25,7 +25,7 @@ from live_server import TICKS, StreamServer, write_ts
 from streamseg.config import RunConfig
 from streamseg.errors import UserError
 from streamseg.video.frames import DecodedFrame
-from streamseg.video.live import LiveFrameSource, LiveSettings, source_kind
+from streamseg.video.live_decode import LiveFrameSource, LiveSettings, source_kind
 from streamseg.video.live_run import numbered_store, run_live
 from streamseg.video.store import open_store, read_progress
 
@@ -392,7 +392,7 @@ def test_max_frames_stops_a_live_run(tmp_path: Path) -> None:
 
 
 def test_measure_live_rate_accounts_for_every_frame() -> None:
-    from streamseg.video.live_bench import measure_live_rate
+    from streamseg.bench.live import measure_live_rate
 
     rate = measure_live_rate(
         FakeSegmenter(delay=0.2), size=(48, 64), input_fps=25.0, seconds=1.2, max_latency=0.3

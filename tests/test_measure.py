@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from streamseg.bench.quality import (
+    NO_TRAIN_VOCABULARY,
+    class_split,
+    generate_validation,
+    measure,
+    score_images,
+)
 from streamseg.cli import main
 from streamseg.errors import UserError
 from streamseg.model.checkpoint import file_sha256, save_folder
@@ -17,13 +24,6 @@ from streamseg.model.config import PRESETS
 from streamseg.model.fcclip import build_model
 from streamseg.model.segmenter import Segmenter
 from streamseg.model.vocab import parse_vocab
-from streamseg.synthetic.measure import (
-    NO_TRAIN_VOCABULARY,
-    class_split,
-    generate_validation,
-    measure,
-    score_images,
-)
 
 # Held out as in pipelines/train-shapes-tiny.toml: the 8 hexagons and snow.
 UNSEEN = {c.name for c in parse_vocab("shapes").classes if "hexagon" in c.name or c.name == "snow"}

@@ -18,7 +18,7 @@ from streamseg.errors import UserError
 from streamseg.video import render
 from streamseg.video.draw import track_color
 from streamseg.video.pipeline import run_video
-from streamseg.video.redraw import render_store
+from streamseg.video.render_store import render_store
 from streamseg.video.store import open_store
 
 

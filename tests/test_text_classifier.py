@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from streamseg.model.text import CHUNK_SIZE
+from streamseg.model.text_classifier import CHUNK_SIZE
 from streamseg.model.vocab import (
     TEMPLATES,
     build_prompts,

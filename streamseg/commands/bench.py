@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamseg.bench import LIVE, STAGES, BenchConfig, parse_size, run_benchmark
+    from streamseg.bench.speed import LIVE, STAGES, BenchConfig, parse_size, run_benchmark
 
     stages = (
         tuple(s.strip() for s in args.stages.split(",") if s.strip())

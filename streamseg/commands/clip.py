@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from streamseg.errors import UserError
 
     if args.action == "train":
-        from streamseg.synthetic.clip_train import load_clip_train_config, train_clip
+        from streamseg.train.clip.loop import load_clip_train_config, train_clip
 
         if not args.pipeline:
             raise UserError("--pipeline: required for `clip train`")
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from streamseg.synthetic.clip_eval import evaluate_clip, format_report
-    from streamseg.synthetic.clip_train import load_clip
+    from streamseg.train.clip.evaluate import evaluate_clip, format_report
+    from streamseg.train.clip.loop import load_clip
 
     torch.set_num_threads(args.threads)
     if not (Path(args.out) / "clip.safetensors").exists():

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def expand_inputs(items: list[str]) -> list[Path]:
     """Image paths from files, folders and globs, in order, without repeats."""
     from streamseg.errors import UserError
-    from streamseg.video.sources import list_image_frames
+    from streamseg.video.image_folders import list_image_frames
 
     paths: list[Path] = []
     for item in items:
@@ -84,7 +84,7 @@ def _check_readable(path: Path) -> None:
 
 def _read(path: Path):  # noqa: ANN202 - numpy array
     from streamseg.errors import UserError
-    from streamseg.video.sources import read_image
+    from streamseg.video.image_folders import read_image
 
     try:
         return read_image(path)
@@ -107,29 +107,10 @@ def _vocabulary(args: argparse.Namespace) -> Any:
 
 
 def load_segmenter(model: str | None, clip_weights: str | None, device: str) -> Any:
-    """A `Segmenter` from a model name/path or a fetched registry entry (official weights)."""
-    import warnings
+    """The one loader (`streamseg.model.load`), with this command's note for presets."""
+    from streamseg.model.load import load_segmenter as load
 
-    from streamseg.model.config import PRESETS
-    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
-    from streamseg.weights import resolve_model
-
-    name = model or DEFAULT_MODEL
-    resolved = resolve_model(name, clip_weights)
-    if name in PRESETS:
-        print(
-            f"streamseg image: note: {name} has random weights (no trained model given): "
-            "the output shows the file formats, not real segmentations",
-            file=sys.stderr,
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the random-weights note is printed above
-        return Segmenter.from_pretrained(
-            resolved.name_or_path,
-            config=resolved.config,
-            clip_weights=resolved.clip_weights,
-            device=device,
-        )
+    return load(model, clip_weights, device, note="streamseg image")
 
 
 def _unique_stems(paths: list[Path]) -> list[str]:
@@ -146,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from streamseg.errors import UserError
-    from streamseg.image_io import (
+    from streamseg.image_outputs import (
         encode_panoptic,
         image_id_for,
         match_categories,

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from streamseg.synthetic.measure import measure
+    from streamseg.bench.quality import measure
 
     result = measure(
         args.model,

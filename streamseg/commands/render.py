@@ -43,7 +43,7 @@ def default_overlay_path(store: str | Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from streamseg.errors import UserError
-    from streamseg.video.redraw import render_store
+    from streamseg.video.render_store import render_store
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UserError(f"--alpha: must be between 0 and 1, got {args.alpha}")

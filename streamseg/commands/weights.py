@@ -104,7 +104,7 @@ def _ship(args: argparse.Namespace) -> int:
 def _card(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streamseg.synthetic.card import write_model_card
+    from streamseg.model.card import write_model_card
 
     out = Path(args.out) if args.out else Path(args.model) / "MODEL_CARD.md"
     write_model_card(

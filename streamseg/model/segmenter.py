@@ -305,7 +305,7 @@ class Segmenter:
                 items.append(VocabClass(name=synonyms[0], synonyms=tuple(synonyms)))
             vocabulary = Vocabulary(classes=tuple(items))
         if cache_dir == "auto":
-            from streamseg.model.text import default_cache_dir
+            from streamseg.model.text_classifier import default_cache_dir
 
             cache_dir = default_cache_dir()
         text = build_text_classifier(

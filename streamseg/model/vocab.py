@@ -26,7 +26,12 @@ import torch
 from torch import Tensor
 
 from streamseg.errors import UserError
-from streamseg.model.text import TEMPLATES, TextClassifier, build_prompts, build_text_classifier
+from streamseg.model.text_classifier import (
+    TEMPLATES,
+    TextClassifier,
+    build_prompts,
+    build_text_classifier,
+)
 
 __all__ = [
     "BUILTIN_VOCABULARIES",

@@ -35,8 +35,8 @@ from streamseg.video.frames import (
     Scalers,
     VideoInfo,
 )
-from streamseg.video.sources import DEFAULT_IMAGE_FPS, iter_image_frames, list_image_frames
-from streamseg.video.sources import probe_images as _probe_images
+from streamseg.video.image_folders import DEFAULT_IMAGE_FPS, iter_image_frames, list_image_frames
+from streamseg.video.image_folders import probe_images as _probe_images
 
 __all__ = ["DecodeStats", "Frame", "VideoInfo", "iter_frames", "probe"]
 

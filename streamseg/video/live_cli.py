@@ -64,7 +64,7 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
 
 def wants_live(args: argparse.Namespace) -> bool:
     """True when `streamseg run` should take the live path for these arguments."""
-    from streamseg.video.live import is_live_source
+    from streamseg.video.live_decode import is_live_source
 
     if is_live_source(args.source):
         return True
@@ -79,7 +79,7 @@ def run_live_command(args: argparse.Namespace, config: Any, segmenter: Any = Non
     from pathlib import Path
 
     from streamseg.errors import UserError
-    from streamseg.video.live import LiveSettings, is_live_source
+    from streamseg.video.live_decode import LiveSettings, is_live_source
     from streamseg.video.live_run import run_live
 
     source = args.source

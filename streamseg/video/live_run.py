@@ -35,7 +35,7 @@ import numpy as np
 from streamseg.config import RunConfig
 from streamseg.errors import UserError
 from streamseg.video.events import EventWriter, frame_event
-from streamseg.video.live import (
+from streamseg.video.live_decode import (
     LiveFrameSource,
     LiveSettings,
     live_default,

@@ -248,13 +248,9 @@ def _vocabulary_attrs(vocabulary: Any) -> dict[str, Any]:
 
 
 def _build_segmenter(config: RunConfig) -> Any:
-    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
+    from streamseg.model.load import load_segmenter
 
-    return Segmenter.from_pretrained(
-        config.model.name or DEFAULT_MODEL,
-        clip_weights=config.model.clip_weights,
-        device=config.model.device,
-    )
+    return load_segmenter(config.model.name, config.model.clip_weights, config.model.device)
 
 
 def compile_segmenter(segmenter: Any) -> None:
@@ -388,7 +384,7 @@ def run_video(
     """
     from streamseg.outputs import check_overlay_output
     from streamseg.video.decode import DecodeStats, iter_frames, probe
-    from streamseg.video.live import is_live_source
+    from streamseg.video.live_decode import is_live_source
 
     if is_live_source(source):
         # URLs, capture devices and stdin: the live path (video/live_run.py, same stages).

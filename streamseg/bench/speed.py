@@ -262,13 +262,14 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
 def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
     import torch
 
-    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
+    from streamseg.model.load import load_segmenter
+    from streamseg.model.segmenter import DEFAULT_MODEL
 
     name = config.model or DEFAULT_MODEL
     say(f"building {name}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "random weights" is expected here
-        segmenter = Segmenter.from_pretrained(name, device=config.device)
+        segmenter = load_segmenter(name, device=config.device)
     device = segmenter.device
     from streamseg.model.default_vocab import default_vocabulary
 
@@ -390,8 +391,8 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
     live = None
     if LIVE in config.stages:
         say(f"live mode: a {LIVE_FPS:g} fps stream on 127.0.0.1, --max-latency 1, batch 1")
+        from streamseg.bench.live import measure_live_rate
         from streamseg.config import ModelSettings, RunConfig
-        from streamseg.video.live_bench import measure_live_rate
 
         # batch 1: a live run waits for a whole batch before segmenting (docs/LIVE.md)
         live_config = RunConfig(model=ModelSettings(batch_size=1, precision=config.precision))

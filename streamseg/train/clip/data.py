@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streamseg.model.text import TEMPLATES  # the 14 ViLD templates FC-CLIP averages over
+from streamseg.model.text_classifier import TEMPLATES  # the 14 ViLD templates FC-CLIP averages over
 from streamseg.synthetic.categories import SHAPES, shapes_categories
 from streamseg.synthetic.scene import Scene, SceneConfig, render_image
 

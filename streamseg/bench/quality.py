@@ -138,8 +138,8 @@ def predict_images(
     """Segment every image of a COCO-panoptic ground truth; write OUT/panoptic/*.png and
     OUT/predictions.json (image ids and categories of the ground truth). Returns the JSON."""
     from streamseg.eval.formats import read_json
-    from streamseg.image_io import encode_panoptic, segments_info, write_json, write_png
-    from streamseg.video.sources import read_image
+    from streamseg.image_outputs import encode_panoptic, segments_info, write_json, write_png
+    from streamseg.video.image_folders import read_image
 
     gt_data = read_json(gt_json)
     out = Path(out)
@@ -205,7 +205,7 @@ def measure_images(
         "seen_classes", "unseen_classes": names, "split_note": str | None, "images": n}.
     """
     from streamseg.eval.formats import read_json
-    from streamseg.image_io import match_categories
+    from streamseg.image_outputs import match_categories
 
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -341,21 +341,14 @@ def measure_videos(
 
 
 def load_model(model: str | None, device: str = "auto") -> Any:
-    """A `Segmenter` from a model name or folder (default: the embedded model)."""
+    """A `Segmenter` from the one loader (default: the embedded model)."""
     import warnings
 
-    from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
-    from streamseg.weights import resolve_model
+    from streamseg.model.load import load_segmenter
 
-    resolved = resolve_model(model or DEFAULT_MODEL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # random-weight presets: said in the JSON
-        return Segmenter.from_pretrained(
-            resolved.name_or_path,
-            config=resolved.config,
-            clip_weights=resolved.clip_weights,
-            device=device,
-        )
+        return load_segmenter(model, device=device)
 
 
 def generate_validation(

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 
 from streamseg.model.checkpoint import read_training_state
 from streamseg.synthetic.categories import SHAPES
-from streamseg.synthetic.clip_data import (
+from streamseg.train.clip.data import (
     build_batch,
     class_prompts,
     clip_scene_config,
     shape_labels,
 )
-from streamseg.synthetic.clip_model import (
+from streamseg.train.clip.model import (
     create_shapes_clip,
     dense_features,
     downsample_masks,

@@ -17,16 +17,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamseg.model.text import TEMPLATES
+from streamseg.model.text_classifier import TEMPLATES
 from streamseg.synthetic.categories import shapes_categories
-from streamseg.synthetic.clip_data import normalize_images
-from streamseg.synthetic.clip_model import (
+from streamseg.synthetic.scene import SceneConfig, render_image
+from streamseg.train.clip.data import normalize_images
+from streamseg.train.clip.model import (
     dense_features,
     downsample_masks,
     embed_dense,
     embed_regions,
 )
-from streamseg.synthetic.scene import SceneConfig, render_image
 
 
 @torch.no_grad()

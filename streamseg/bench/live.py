@@ -116,7 +116,7 @@ def measure_live_rate(
         config: RunConfig (batch size, device, ...); default RunConfig().
     """
     from streamseg.config import RunConfig
-    from streamseg.video.live import LiveSettings
+    from streamseg.video.live_decode import LiveSettings
     from streamseg.video.live_run import run_live
 
     chunks = encode_stream(size, max(1, round(seconds * input_fps)), input_fps)

@@ -1,0 +1,1 @@
+"""The small shapes-world CLIP: its model, training data, training loop and evaluation."""
