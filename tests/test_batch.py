@@ -31,9 +31,10 @@ from streamseg.batch import (
     run_batch,
     write_manifest,
 )
+from streamseg.batch.shards import plan_shards
+from streamseg.batch.track_matching import assign_ids, match_tracks, overlap_iou, relabel
 from streamseg.config import ModelSettings, RunConfig, StoreSettings, TrackerConfig
 from streamseg.errors import UserError
-from streamseg.shard import assign_ids, match_tracks, overlap_iou, plan_shards, relabel
 from streamseg.video.pipeline import run_video
 from streamseg.video.store import open_store, read_progress
 
@@ -541,7 +542,7 @@ def test_killed_worker_costs_only_a_retry(client: Client, tmp_path: Path) -> Non
 
 
 def test_progress_bar_counts_frames_from_worker_events() -> None:
-    from streamseg.batch import _Progress
+    from streamseg.batch.progress import ProgressBars as _Progress
 
     bar = _Progress(enabled=True, total=2)
     try:
@@ -598,7 +599,7 @@ def _hand_store(path: Path, labels: np.ndarray, first_index: int, things: set[in
 
 
 def test_stitch_stores_renumbers_by_overlap_and_class(tmp_path: Path) -> None:
-    from streamseg.shard import stitch_stores
+    from streamseg.batch.stitch import stitch_stores
 
     # Shard 0: frames 0-3, stuff 1 everywhere below a thing 2 (top-left 2x2).
     a = np.ones((4, 4, 4), np.int32)

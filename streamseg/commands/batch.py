@@ -98,7 +98,11 @@ def parse_resources(items: list[str]) -> dict[str, float]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streamseg.batch import RunSpec, expand_inputs, open_client, run_batch
+    from streamseg.batch.cluster import open_client
+    from streamseg.batch.inputs import expand_inputs
+    from streamseg.batch.layout import MANIFEST_NAME
+    from streamseg.batch.run import run_batch
+    from streamseg.batch.spec import RunSpec
     from streamseg.commands.run import build_config
 
     if args.workers is not None and args.workers < 1:
@@ -146,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     counts = {s: sum(r.status == s for r in records) for s in ("done", "skipped", "failed")}
     print(
         f"streamseg batch: {counts['done']} done, {counts['skipped']} skipped, "
-        f"{counts['failed']} failed; manifest: {Path(args.out) / 'manifest.json'}",
+        f"{counts['failed']} failed; manifest: {Path(args.out) / MANIFEST_NAME}",
         file=sys.stderr,
     )
     for record in records:

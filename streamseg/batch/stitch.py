@@ -1,12 +1,9 @@
-"""Time shards of long videos: planning, and stitching their tracks into one store.
+"""Stitching the finished stores of a video's time shards into one store in the format of
+`streamseg run`.
 
-A long video is cut into shards of `shard_seconds`; each shard after the first starts
-`overlap_frames` frames early, so two neighbouring shards segment a few frames in common. Each
-shard runs through `run_video` on its own time range into its own store (fresh tracker, ids
-from 1). Stitching then walks the shards in order and maps each shard's track ids onto the ids
-already given, by mask IoU over the common frames (one linear assignment per boundary, solved
-by lapx with a cost limit), gives the unmatched tracks new ids, and writes one store in the
-format of `streamseg run`.
+Shards are walked in order; each shard's track ids are mapped onto the ids already given by
+`match_tracks` on the frames it shares with the shard before it, unmatched tracks get new ids,
+and every source frame is written once, from the first shard that has it.
 
 Limits (documented in docs/BATCH.md): an object hidden during the whole overlap is not
 re-identified across the boundary, and a tracker's memory (class votes, appearance) starts
@@ -17,202 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from streamseg.batch.track_matching import assign_ids, match_tracks, relabel
 from streamseg.errors import UserError
-
-
-@dataclass(frozen=True)
-class ShardPlan:
-    """One time shard of a video.
-
-    Attributes:
-        index: position of the shard (0, 1, ...).
-        start: first second decoded, from the first frame (None = from the start).
-        end: second at which decoding stops (None = to the end).
-        boundary: second from which this shard's frames are its own; frames before it (the
-            overlap) also belong to the previous shard and are used for stitching only.
-    """
-
-    index: int
-    start: float | None
-    end: float | None
-    boundary: float
-
-
-def plan_shards(
-    duration: float | None,
-    fps: float | None,
-    shard_seconds: float,
-    overlap_frames: int,
-    *,
-    start: float | None = None,
-    end: float | None = None,
-) -> list[ShardPlan]:
-    """Cut `[start, end)` of a video (seconds from its first frame) into time shards.
-
-    Shard k owns `[b_k, b_k+1)` with `b_k = start + k * shard_seconds`, and decodes from
-    `(overlap_frames + 0.5) / fps` seconds before `b_k` (half a frame of margin so that rounding
-    never loses an overlap frame). A video with unknown duration or frame rate, or one not
-    longer than a shard and a half, is one shard (no point in splitting off a sliver).
-
-    Args:
-        duration: seconds from the first frame to the end of the video (None if unknown).
-        fps: average frame rate (None or 0 if unknown).
-        shard_seconds: length of a shard, > 0.
-        overlap_frames: frames decoded twice at each boundary, >= 1 for stitching.
-        start, end: the part of the video to process (the run settings' own range).
-
-    Returns:
-        The shards in time order; one shard covering `[start, end)` if no split applies.
-    """
-    if shard_seconds <= 0:
-        raise ValueError(f"shard_seconds must be > 0, got {shard_seconds}")
-    if overlap_frames < 1:
-        raise ValueError(f"overlap_frames must be >= 1, got {overlap_frames}")
-    first = start or 0.0
-    last = end if end is not None else duration
-    if last is None or not fps or fps <= 0 or last - first <= 1.5 * shard_seconds:
-        return [ShardPlan(index=0, start=start, end=end, boundary=first)]
-    count = math.ceil((last - first) / shard_seconds - 1e-9)
-    # A last shard shorter than half a shard is merged into the one before it.
-    if (last - first) - (count - 1) * shard_seconds < 0.5 * shard_seconds:
-        count -= 1
-    margin = (overlap_frames + 0.5) / fps
-    shards = []
-    for k in range(count):
-        boundary = first + k * shard_seconds
-        shard_start = start if k == 0 else max(first, boundary - margin)
-        shard_end = end if k == count - 1 else first + (k + 1) * shard_seconds
-        shards.append(ShardPlan(index=k, start=shard_start, end=shard_end, boundary=boundary))
-    return shards
-
-
-def overlap_iou(
-    previous: np.ndarray, current: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every pair of ids of two label volumes over the same frames.
-
-    Intersections and unions are summed over all frames (the IoU of the space-time masks),
-    so a track seen on more overlap frames weighs more than a one-frame flicker.
-
-    Args:
-        previous: (F, H, W) int ids of the previous shard on the common frames, 0 = none.
-        current: (F, H, W) int ids of the current shard on the same frames.
-
-    Returns:
-        previous_ids (P,) int64 sorted non-zero ids of `previous`, current_ids (N,) likewise,
-        iou (P, N) float64.
-    """
-    if previous.shape != current.shape:
-        raise ValueError(f"shapes differ: {previous.shape} vs {current.shape}")
-    a = previous.reshape(-1).astype(np.int64)
-    b = current.reshape(-1).astype(np.int64)
-    previous_ids, area_a = np.unique(a[a > 0], return_counts=True)
-    current_ids, area_b = np.unique(b[b > 0], return_counts=True)
-    iou = np.zeros((len(previous_ids), len(current_ids)), np.float64)
-    both = (a > 0) & (b > 0)
-    if both.any():
-        pairs, inter = np.unique(np.stack([a[both], b[both]]), axis=1, return_counts=True)
-        rows = np.searchsorted(previous_ids, pairs[0])
-        cols = np.searchsorted(current_ids, pairs[1])
-        union = area_a[rows] + area_b[cols] - inter
-        iou[rows, cols] = inter / union
-    return previous_ids, current_ids, iou
-
-
-def match_tracks(
-    previous: np.ndarray,
-    current: np.ndarray,
-    *,
-    iou_threshold: float = 0.5,
-    compatible: np.ndarray | None = None,
-) -> dict[int, int]:
-    """Which id of the current shard continues which id of the previous one.
-
-    One-to-one assignment maximizing the summed IoU (lapx `lapjv` with `cost_limit = 1 -
-    iou_threshold` inside the solver, so pairs below the threshold are never forced).
-
-    Args:
-        previous: (F, H, W) ids of the previous shard (already in final numbering) on the
-            common frames.
-        current: (F, H, W) ids of the current shard on the same frames.
-        iou_threshold: lowest space-time IoU of a match, in (0, 1].
-        compatible: optional (P, N) bool over `overlap_iou`'s sorted ids: pairs that may match
-            (e.g. both things or both stuff); others never do.
-
-    Returns:
-        {current id: previous id} for the matched pairs.
-    """
-    import lap
-
-    previous_ids, current_ids, iou = overlap_iou(previous, current)
-    if iou.size == 0:
-        return {}
-    cost = 1.0 - iou
-    if compatible is not None:
-        cost = np.where(compatible, cost, 2.0)
-    cost[iou <= 0] = 2.0  # never match masks that do not touch
-    _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=1.0 - iou_threshold)
-    return {
-        int(current_ids[col]): int(previous_ids[row])
-        for row, col in enumerate(row_to_col)
-        if col >= 0 and iou[row, col] >= iou_threshold
-    }
-
-
-def relabel(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
-    """Replace ids by a lookup table; ids missing from `mapping` (and 0) become 0.
-
-    Args:
-        labels: (..., H, W) non-negative int ids.
-        mapping: {old id: new id}.
-
-    Returns:
-        Same shape and dtype as `labels`.
-    """
-    if labels.size == 0:
-        return labels.copy()
-    top = max(int(labels.max()), max(mapping, default=0))
-    table = np.zeros(top + 1, labels.dtype)
-    for old, new in mapping.items():
-        table[old] = new
-    return table[labels]
-
-
-def assign_ids(
-    local_ids: Sequence[int], matched: dict[int, int], next_id: int
-) -> tuple[dict[int, int], int]:
-    """Final ids of one shard's tracks: matched ones continue, others get new ids in order.
-
-    New ids are handed out in increasing local id order, which is the tracker's creation
-    order, so a video where no track crosses a boundary is numbered as in one pass.
-
-    Args:
-        local_ids: the shard's track ids that appear in its own frames.
-        matched: {local id: final id} from `match_tracks`.
-        next_id: the first unused final id.
-
-    Returns:
-        ({local id: final id} for every local id, the next unused final id).
-    """
-    mapping: dict[int, int] = {}
-    for local in sorted(set(int(i) for i in local_ids)):
-        if local in matched:
-            mapping[local] = matched[local]
-        else:
-            mapping[local] = next_id
-            next_id += 1
-    return mapping, next_id
 
 
 def _stitched_metadata(
