@@ -71,13 +71,14 @@ def expand_inputs(items: list[str]) -> list[Path]:
 
 def _check_readable(path: Path) -> None:
     """Open the image header (cheap): a non-image fails before the model loads."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     from streamseg.errors import UserError
+    from streamseg.video.image_folders import open_image
 
     try:
-        with Image.open(path) as image:
-            image.size  # noqa: B018 - reading the header is the check
+        with open_image(path):
+            pass  # opening reads and checks the header
     except (OSError, UnidentifiedImageError, ValueError) as error:
         raise UserError(f"{path}: not a readable image ({error})") from None
 

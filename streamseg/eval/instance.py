@@ -39,6 +39,20 @@ def evaluate_instances(gt_json: str | Path, pred_json: str | Path) -> dict[str, 
         isinstance(gt_data.get(key), list) for key in ("images", "annotations", "categories")
     ):
         raise UserError(f"{gt_json}: needs 'images', 'annotations' and 'categories' lists")
+    for kind, entries, keys in (
+        ("image", gt_data["images"], ("id",)),
+        ("category", gt_data["categories"], ("id",)),
+        ("annotation", gt_data["annotations"], ("id", "image_id", "category_id", "segmentation")),
+    ):
+        for index, entry in enumerate(entries):
+            if isinstance(entry, dict) and "segments_info" in entry:
+                raise UserError(
+                    f"{gt_json}: a COCO panoptic file, not COCO instances; instance AP needs "
+                    "instances ground truth (for panoptic files: streamseg eval panoptic)"
+                )
+            missing = [key for key in keys if not isinstance(entry, dict) or key not in entry]
+            if missing:
+                raise UserError(f"{gt_json}: {kind} {index} has no '{missing[0]}'")
     if isinstance(pred_data, dict) and isinstance(pred_data.get("annotations"), list):
         pred_data = pred_data["annotations"]
     if not isinstance(pred_data, list):

@@ -75,17 +75,41 @@ def list_image_frames(source: str | Path) -> list[Path] | None:
     return sorted(images, key=lambda entry: natural_key(entry.name))
 
 
+def open_image(path: Path):  # noqa: ANN201 - a PIL image (PIL is imported lazily)
+    """`PIL.Image.open`, refusing images larger than PIL's decompression-bomb limit.
+
+    A small PNG whose header claims 100000x100000 pixels would otherwise raise PIL's
+    `DecompressionBombError` (not an OSError) or, between one and two times the limit, allocate
+    gigabytes. Both become a ValueError naming the size.
+
+    Raises:
+        OSError / ValueError: unreadable, or too many pixels.
+    """
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"image too large ({error})") from None
+    width, height = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        image.close()
+        raise ValueError(f"image too large ({width}x{height} pixels, more than {limit})")
+    return image
+
+
 def read_image(path: Path) -> np.ndarray:
     """One frame image, upright (EXIF orientation applied), as (H, W, 3) uint8 RGB.
 
     Gray, palette, alpha and 16-bit images are converted to 8-bit RGB (alpha dropped).
 
     Raises:
-        OSError / ValueError from PIL when the file is not a readable image.
+        OSError / ValueError when the file is not a readable image or is too large.
     """
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):
             # PIL's convert("RGB") clips 16-bit values instead of scaling them.

@@ -1,0 +1,125 @@
+"""Careless input gives one clear line and exit 2, never a traceback (issue 23).
+
+Each case runs through the real entry point and asserts: exit 2, one line on stderr naming the
+file and the problem, no traceback, and every input file byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fake_segmenter import make_blob_video
+
+from streamseg.cli import main
+from streamseg.commands.run import FACTORY_ENV
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims width x height pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" * 16)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hostile_input")
+    (root / "huge.png").write_bytes(_png_claiming(100_000, 100_000))
+    (root / "bombs").mkdir()
+    for name in ("000.png", "001.png"):
+        (root / "bombs" / name).write_bytes(_png_claiming(100_000, 100_000))
+    panoptic = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 4, "width": 4}],
+        "annotations": [{"image_id": 1, "file_name": "a.png", "segments_info": []}],
+        "categories": [{"id": 1, "name": "cat", "isthing": 1}],
+    }
+    (root / "panoptic.json").write_text(json.dumps(panoptic))
+    (root / "results.json").write_text("[]")
+    return root
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    argv: Callable[[Path], list[str]]
+    names: str  # the file the error line must name
+    problem: str  # and the words that state the problem
+
+
+CASES = [
+    Case(
+        "image with a decompression-bomb header",
+        lambda r: ["image", f"{r}/huge.png", "--out", f"{r}/out"],
+        "huge.png",
+        "too large",
+    ),
+    Case(
+        "run on a folder of decompression bombs",
+        lambda r: ["run", f"{r}/bombs", "--out", f"{r}/b.zarr"],
+        "bombs",
+        "could be read",
+    ),
+    Case(
+        "eval instance with a panoptic ground truth",
+        lambda r: [
+            "eval", "instance", "--gt-json", f"{r}/panoptic.json",
+            "--pred-json", f"{r}/results.json",
+        ],
+        "panoptic.json",
+        "COCO panoptic",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_one_line_and_exit_2(
+    case: Case, workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv(FACTORY_ENV, "fake_segmenter:make_fake")
+    before = {p: p.read_bytes() for p in workspace.rglob("*") if p.is_file()}
+    assert main(case.argv(workspace)) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert case.names in lines[0] and case.problem in lines[0], lines[0]
+    assert {p: p.read_bytes() for p in workspace.rglob("*") if p.is_file()} == before
+
+
+def test_info_into_a_closed_pipe_has_no_traceback(tmp_path: Path) -> None:
+    """`streamseg info STORE | head -1`: the reader leaves before streamseg writes."""
+    video = make_blob_video(tmp_path / "v.mp4", frames=3)
+    env = {**os.environ, FACTORY_ENV: "fake_segmenter:make_fake"}
+    env["PYTHONPATH"] = str(Path(__file__).parent)
+    store = tmp_path / "s.zarr"
+    subprocess.run(
+        [sys.executable, "-m", "streamseg", "run", str(video), "--out", str(store), "--quiet"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "info", str(store)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    process.stdout.close()  # the reader is gone before the first line is written
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
