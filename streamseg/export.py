@@ -33,7 +33,7 @@ FORMATS: tuple[str, ...] = ("coco-panoptic", "vipseg", "youtube-vis", "png")
 def _save_png(ids: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from streamseg.eval.formats import id_to_rgb
+    from streamseg.panoptic_png import id_to_rgb
 
     Image.fromarray(id_to_rgb(ids)).save(path)
 

@@ -21,29 +21,11 @@ import numpy as np
 from streamseg.errors import UserError
 from streamseg.model.outputs import FrameSegmentation
 from streamseg.model.vocab import Vocabulary, split_synonyms
+from streamseg.panoptic_png import id_to_rgb, rgb_to_id
 
-MAX_PANOPTIC_ID = 256**3 - 1
-
-
-def encode_panoptic(ids: np.ndarray) -> np.ndarray:
-    """Segment ids -> COCO-panoptic RGB.
-
-    Args:
-        ids: (H, W) integer ids in [0, 256^3).
-    Returns:
-        (H, W, 3) uint8 with id = R + 256 G + 256^2 B.
-    """
-    ids = np.asarray(ids)
-    if ids.size and (ids.min() < 0 or ids.max() > MAX_PANOPTIC_ID):
-        raise ValueError(f"panoptic ids must be in [0, {MAX_PANOPTIC_ID}]")
-    ids = ids.astype(np.uint32)
-    return np.stack([ids & 255, (ids >> 8) & 255, (ids >> 16) & 255], axis=-1).astype(np.uint8)
-
-
-def decode_panoptic(rgb: np.ndarray) -> np.ndarray:
-    """COCO-panoptic RGB (H, W, 3) uint8 -> (H, W) int32 ids."""
-    rgb = np.asarray(rgb).astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+# The image faces' names for the one COCO-panoptic codec (streamseg/panoptic_png.py).
+encode_panoptic = id_to_rgb
+decode_panoptic = rgb_to_id
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from streamseg.cli import main
-from streamseg.model import segmenter as segmenter_module
+from streamseg.model import embedded as segmenter_module
 from streamseg.model.checkpoint import WEIGHTS_FILE, save_folder
 from streamseg.model.config import PRESETS
 from streamseg.model.default_vocab import folder_default_vocabulary

@@ -12,8 +12,8 @@ from PIL import Image
 
 from streamseg.cli import main
 from streamseg.errors import UserError
-from streamseg.eval.formats import id_to_rgb
 from streamseg.eval.panoptic import PanopticQuality, evaluate_coco_panoptic
+from streamseg.panoptic_png import id_to_rgb
 
 # category 1 = a thing, 2 = stuff, 3 = another thing
 CATEGORIES = {

@@ -11,8 +11,8 @@ from PIL import Image
 
 from streamseg.cli import main
 from streamseg.errors import UserError
-from streamseg.eval.formats import id_to_rgb
 from streamseg.eval.semantic import SemanticConfusion, evaluate_label_pngs
+from streamseg.panoptic_png import id_to_rgb
 
 GT = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255]])
 

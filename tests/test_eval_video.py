@@ -12,13 +12,13 @@ from PIL import Image
 
 from streamseg.cli import main
 from streamseg.errors import UserError
-from streamseg.eval.formats import id_to_rgb
 from streamseg.eval.video import (
     SegmentationTrackingQuality,
     VideoEvaluation,
     VideoPanopticQuality,
     evaluate_vipseg,
 )
+from streamseg.panoptic_png import id_to_rgb
 
 CATEGORIES = {
     1: {"id": 1, "name": "dog", "isthing": 1},

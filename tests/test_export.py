@@ -12,10 +12,10 @@ from PIL import Image
 
 from streamseg.cli import main
 from streamseg.errors import UserError
-from streamseg.eval.formats import id_to_rgb, read_panoptic_png
 from streamseg.eval.store import evaluate_store
 from streamseg.eval.video import evaluate_vipseg
 from streamseg.export import export_store
+from streamseg.panoptic_png import id_to_rgb, read_panoptic_png
 from streamseg.video.rle import decode_mask
 from streamseg.video.store import LabelStore
 

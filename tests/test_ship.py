@@ -12,7 +12,7 @@ import torch
 
 from streamseg.cli import main
 from streamseg.errors import UserError
-from streamseg.model import segmenter as segmenter_module
+from streamseg.model import embedded as segmenter_module
 from streamseg.model.checkpoint import (
     ROW_SCALE_SUFFIX,
     WEIGHTS_FILE,

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from streamseg.panoptic_png import id_to_rgb, read_panoptic_png, rgb_to_id
 from streamseg.synthetic.categories import (
     ID_FACTOR,
     shapes_categories,
@@ -18,7 +19,6 @@ from streamseg.synthetic.categories import (
 from streamseg.synthetic.scene import SceneConfig, Thing, compose, render_image
 from streamseg.synthetic.shapes import rasterize
 from streamseg.synthetic.video import render_video, small_video_config
-from streamseg.synthetic.writers import id_to_rgb, read_panoptic_png, rgb_to_id
 
 SMALL = replace(SceneConfig(), height=96, width=96)
 

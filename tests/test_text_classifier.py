@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from streamseg.model.text_classifier import CHUNK_SIZE
-from streamseg.model.vocab import (
+from streamseg.model.text_classifier import (
+    CHUNK_SIZE,
     TEMPLATES,
     build_prompts,
     build_text_classifier,
-    parse_vocab,
 )
+from streamseg.model.vocab import parse_vocab
 
 OFFICIAL_TEMPLATES = [
     "a photo of a {}.",

@@ -11,13 +11,14 @@ from panoptic_fixture import id_to_rgb, scene, write_dataset
 from PIL import Image
 
 from streamseg.errors import UserError
+from streamseg.panoptic_png import rgb_to_id
 from streamseg.train.augment import (
     JitterConfig,
     JitteredDataset,
     JitterParams,
     apply_jitter,
 )
-from streamseg.train.data import PanopticDataset, Sample, rgb_to_id
+from streamseg.train.data import PanopticDataset, Sample
 
 
 def _dataset(root, **kwargs):

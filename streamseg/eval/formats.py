@@ -2,7 +2,7 @@
 
 COCO panoptic (https://cocodataset.org/#format-data): a JSON with `annotations` (one per image:
 `image_id`, `file_name`, `segments_info`) and `categories`, plus a folder of PNGs whose pixel id
-is R + 256 G + 256^2 B (0 = void).
+is R + 256 G + 256^2 B (0 = void; read by streamseg/panoptic_png.py).
 
 VIPSeg (Miao et al., CVPR 2022, `panoptic_gt_VIPSeg.json`): a JSON with `videos` and
 `categories`; the frames of a video are either `videos[i].images` paired by position with the
@@ -19,21 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from streamseg.errors import UserError
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """COCO panoptic colours to ids. rgb: (H, W, 3) uint8 -> (H, W) uint32."""
-    rgb = rgb.astype(np.uint32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """Inverse of `rgb_to_id`. ids: (H, W) int -> (H, W, 3) uint8 (ids must be < 2^24)."""
-    ids = np.asarray(ids).astype(np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
 
 
 def read_json(path: str | Path) -> Any:
@@ -45,34 +31,6 @@ def read_json(path: str | Path) -> Any:
         raise UserError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{path}: not a readable JSON file ({error})") from None
-
-
-def read_png(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A PNG as an array ((H, W) or (H, W, C)), checked against `size` = (H, W) if given."""
-    from PIL import Image
-
-    path = Path(path)
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as error:
-        raise UserError(f"{path}: not a readable image ({error})") from None
-    if size is not None and tuple(array.shape[:2]) != tuple(size):
-        raise UserError(
-            f"{path}: size {array.shape[0]}x{array.shape[1]} differs from the ground truth's "
-            f"{size[0]}x{size[1]} (height x width)"
-        )
-    return array
-
-
-def read_panoptic_png(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """A COCO/VIPSeg panoptic PNG as ids. Returns: (H, W) uint32."""
-    array = read_png(path, size)
-    if array.ndim != 3 or array.shape[2] < 3:
-        raise UserError(f"{path}: a panoptic PNG must be RGB (id = R + 256 G + 256^2 B)")
-    return rgb_to_id(array[..., :3])
 
 
 def read_categories(data: Any, path: str | Path) -> dict[int, dict[str, Any]]:

@@ -262,9 +262,9 @@ def evaluate_coco_panoptic(
         pair_coco_panoptic,
         read_categories,
         read_json,
-        read_panoptic_png,
         segments_by_id,
     )
+    from streamseg.panoptic_png import read_panoptic_png
 
     gt_data = read_json(gt_json)
     pred_data = read_json(pred_json)

@@ -90,7 +90,7 @@ def iter_label_pairs(gt_dir: str | Path, pred_dir: str | Path) -> Iterator[tuple
 
 def read_label_png(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """A single-channel label PNG (8 or 16 bit, or palette indices). Returns (H, W) int64."""
-    from streamseg.eval.formats import read_png
+    from streamseg.panoptic_png import read_png
 
     array = read_png(path, size)
     if array.ndim != 2:
@@ -155,9 +155,9 @@ def evaluate_panoptic_as_semantic(
         pair_coco_panoptic,
         read_categories,
         read_json,
-        read_panoptic_png,
         segments_by_id,
     )
+    from streamseg.panoptic_png import read_panoptic_png
 
     gt_data = read_json(gt_json)
     pred_data = read_json(pred_json)

@@ -134,10 +134,10 @@ def evaluate_store(
         iter_vipseg_videos,
         read_categories,
         read_json,
-        read_panoptic_png,
         segments_by_id,
     )
     from streamseg.eval.video import DEFAULT_WINDOWS, VideoEvaluation
+    from streamseg.panoptic_png import read_panoptic_png
 
     gt_data = read_json(gt_json)
     categories = read_categories(gt_data, gt_json)

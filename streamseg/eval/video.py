@@ -384,13 +384,8 @@ def evaluate_vipseg(
     windows: Sequence[int] = DEFAULT_WINDOWS,
 ) -> dict[str, Any]:
     """VPQ and STQ of VIPSeg-format predictions (JSON + DIR/<video>/<file_name> PNGs)."""
-    from streamseg.eval.formats import (
-        pair_vipseg,
-        read_categories,
-        read_json,
-        read_panoptic_png,
-        segments_by_id,
-    )
+    from streamseg.eval.formats import pair_vipseg, read_categories, read_json, segments_by_id
+    from streamseg.panoptic_png import read_panoptic_png
 
     gt_data = read_json(gt_json)
     pred_data = read_json(pred_json)

@@ -7,9 +7,9 @@
 Inputs are the JSON files the project's commands write; each may be missing or partial (a
 figure it would give reads "not measured"), and every figure in the card names the command
 that produced it:
-- `streamseg clip eval --json F`: zero-shot CLIP accuracies (synthetic/clip_eval.py);
+- `streamseg clip eval --json F`: zero-shot CLIP accuracies (train/clip/evaluate.py);
 - `streamseg measure --out DIR`: DIR/measure.json, PQ per ensemble mode over all / seen /
-  unseen classes, VPQ / STQ / AQ of the video pipeline (synthetic/measure.py);
+  unseen classes, VPQ / STQ / AQ of the video pipeline (bench/quality.py);
 - RUN/clip/log.jsonl (`streamseg clip train`) and RUN/fcclip/metrics.jsonl (`streamseg
   train`): steps and wall time. Their "time" restarts at 0 in each resumed session, so the
   wall time is the sum over sessions of each session's last logged time.
@@ -183,9 +183,10 @@ def _class_split(
 ) -> tuple[list[str], list[str], str]:
     """(seen, unseen, where from): measure.json, else the recipe's kept classes, else the
     model's train_vocabulary."""
-    from streamseg.synthetic.categories import shapes_categories
+    from streamseg.model.vocab import SHAPES, builtin_vocabulary
 
-    names = [c.name for c in shapes_categories()]
+    classes = builtin_vocabulary(SHAPES).classes
+    names = [c.name for c in classes]
     seen = _get(measure, "images", "seen_classes")
     unseen = _get(measure, "images", "unseen_classes")
     if isinstance(seen, list) and isinstance(unseen, list):
@@ -195,7 +196,7 @@ def _class_split(
         return [n for n in names if n in keep], [n for n in names if n not in keep], "the recipe"
     synonyms = set(_get(header, "config", "train_vocabulary") or [])
     if synonyms:
-        flags = [bool(set(c.synonyms) & synonyms) for c in shapes_categories()]
+        flags = [bool(set(c.synonyms) & synonyms) for c in classes]
         return (
             [n for n, s in zip(names, flags, strict=True) if s],
             [n for n, s in zip(names, flags, strict=True) if not s],
@@ -365,15 +366,15 @@ def build_model_card(
     recipe: str | Path = "pipelines/train-shapes-tiny.toml",
 ) -> str:
     """The card's Markdown text (see the module docstring for the inputs)."""
-    from streamseg.synthetic.categories import shapes_categories
+    from streamseg.model.vocab import SHAPES, builtin_vocabulary
 
     folder, recipe = Path(model_folder), Path(recipe)
     measure_data = read_json_file(measure)
     file_lines, header = _model_facts(folder)
     recipe_lines, recipe_data = _recipe_lines(recipe)
     seen, unseen, split_source = _class_split(measure_data, recipe_data, header)
-    categories = shapes_categories()
-    things = sum(c.isthing for c in categories)
+    categories = builtin_vocabulary(SHAPES).classes
+    things = sum(c.is_thing for c in categories)
     lines = [
         f"# Model card: {folder.name}",
         "",

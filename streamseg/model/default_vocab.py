@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamseg.errors import UserError
-from streamseg.model import checkpoint
+from streamseg.model import checkpoint, embedded
 from streamseg.model.vocab import Vocabulary, parse_vocab
 
 TRAIN_VOCABULARY_FILE = "vocabulary.json"
@@ -47,15 +47,13 @@ def folder_default_vocabulary(folder: str | Path) -> Vocabulary | None:
 
 def model_folder(model_name: str | None) -> Path | None:
     """The own-format folder a `--model` value names (None = the default model), or None."""
-    from streamseg.model.segmenter import DEFAULT_MODEL, find_model_folder
-
-    name = model_name or DEFAULT_MODEL
+    name = model_name or embedded.DEFAULT_MODEL
     path = Path(name)
     if path.is_dir():
         return path if (path / checkpoint.CONFIG_FILE).is_file() else None
     if path.exists():
         return None  # a weights file (official .pth), not a folder
-    return find_model_folder(name)
+    return embedded.find_model_folder(name)
 
 
 def default_vocabulary(segmenter: Any, model_name: str | None) -> Vocabulary | None:

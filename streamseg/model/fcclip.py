@@ -22,7 +22,7 @@ from streamseg.model.pixel_decoder import MSDeformAttnPixelDecoder
 from streamseg.model.pooling import resize_masks
 
 if TYPE_CHECKING:  # pragma: no cover
-    from streamseg.model.vocab import TextClassifier
+    from streamseg.model.text_classifier import TextClassifier
 
 
 class SemSegHead(nn.Module):

@@ -8,8 +8,8 @@ A class is a thing (separate instances) unless declared stuff. The built-in voca
 from the official FC-CLIP class files in streamseg/data/vocab/ (one line per class, synonyms
 comma-separated) with the official thing/stuff split from categories.json.
 
-The text side (prompt templates, text classifier, its disk cache) lives in text.py and is
-re-exported here, so `from streamseg.model.vocab import build_text_classifier` works.
+The text side (prompt templates, text classifier, its disk cache) lives in text_classifier.py,
+which builds on this module (never the other way round).
 """
 
 from __future__ import annotations
@@ -26,21 +26,11 @@ import torch
 from torch import Tensor
 
 from streamseg.errors import UserError
-from streamseg.model.text_classifier import (
-    TEMPLATES,
-    TextClassifier,
-    build_prompts,
-    build_text_classifier,
-)
 
 __all__ = [
     "BUILTIN_VOCABULARIES",
-    "TEMPLATES",
-    "TextClassifier",
     "VocabClass",
     "Vocabulary",
-    "build_prompts",
-    "build_text_classifier",
     "builtin_vocabulary",
     "load_vocab_file",
     "parse_vocab",
@@ -121,8 +111,10 @@ BUILTIN_VOCABULARIES: dict[str, tuple[str, str | None]] = {
     "lvis": ("lvis_1203_with_prompt_eng.txt", None),
 }
 _ALL_THINGS = {"lvis"}
-# The shapes world (streamseg/synthetic) is built from code, not a class file.
+# The shapes world's classes (streamseg/synthetic) as data, so the model never imports the
+# synthetic package; tests/test_shapes_data.py checks the file against the generator.
 SHAPES = "shapes"
+SHAPES_FILE = "shapes.json"
 
 _ID_LINE = re.compile(r"^\s*(\d+)\s*:(.*)$")
 
@@ -176,12 +168,10 @@ def _parse_class_file(text: str, source: str) -> list[tuple[int, tuple[str, ...]
 def builtin_vocabulary(name: str) -> Vocabulary:
     """The vocabulary of a built-in dataset (`BUILTIN_VOCABULARIES` or "shapes")."""
     if name == SHAPES:
-        from streamseg.synthetic.categories import shapes_categories
-
         return Vocabulary(
             classes=tuple(
-                VocabClass(name=c.name, synonyms=tuple(c.synonyms), is_thing=c.isthing)
-                for c in shapes_categories()
+                VocabClass(name=c["name"], synonyms=tuple(c["synonyms"]), is_thing=c["isthing"])
+                for c in json.loads(_read_data(SHAPES_FILE))
             )
         )
     if name not in BUILTIN_VOCABULARIES:

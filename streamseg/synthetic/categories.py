@@ -1,7 +1,10 @@
 """The shapes world's vocabulary: 8 colours x 6 shapes of things, 6 textured stuff classes.
 
-This is data, not rendering: the vocabulary helper (`parse_vocab("shapes")`), the writers and
-the training recipe all read the category list from `shapes_categories()`.
+This is data, not rendering: the writers and the training recipe read the category list from
+`shapes_categories()`. The model side (`parse_vocab("shapes")`, the model card) reads the same
+list from streamseg/data/vocab/shapes.json instead, so that the model never imports this
+package; tests/test_shapes_data.py fails when the file and `shapes_categories()` disagree (and
+says how to write the file again).
 
 Category ids: things 1..48 in colour-major order (`red circle`=1, `red square`=2, ...),
 stuff 49..54. Segment ids in ground truth are `category_id * 1000 + instance` (instance 0

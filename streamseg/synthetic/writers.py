@@ -1,4 +1,4 @@
-"""Ground-truth writers: COCO panoptic (images), VIPSeg-style (videos), mp4, and readers.
+"""Ground-truth writers: COCO panoptic (images), VIPSeg-style (videos), mp4.
 
 COCO panoptic layout (https://cocodataset.org/#format-data, "panoptic segmentation"):
     OUT/images/NNNNNN.jpg, OUT/panoptic/NNNNNN.png, OUT/panoptic.json, OUT/captions.json
@@ -19,22 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from streamseg.panoptic_png import write_panoptic_png
 from streamseg.synthetic.categories import shapes_categories
 from streamseg.synthetic.scene import Scene
 
 JPEG_QUALITY = 95
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """Panoptic ids to COCO PNG colours. ids: (H, W) int -> (H, W, 3) uint8."""
-    ids = ids.astype(np.int64)
-    return np.stack([ids % 256, ids // 256 % 256, ids // 65536 % 256], axis=-1).astype(np.uint8)
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """COCO PNG colours to ids (id = R + 256 G + 256^2 B). (H, W, 3) uint8 -> (H, W) int32."""
-    rgb = rgb.astype(np.int32)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
 
 
 def _save_image(image: np.ndarray, path: Path, image_format: str) -> None:
@@ -63,7 +52,7 @@ def write_coco_panoptic(
         stem = f"{index:06d}"
         height, width = scene.panoptic.shape
         _save_image(scene.image, out / "images" / f"{stem}.{image_format}", image_format)
-        Image.fromarray(id_to_rgb(scene.panoptic)).save(out / "panoptic" / f"{stem}.png")
+        write_panoptic_png(out / "panoptic" / f"{stem}.png", scene.panoptic)
         images.append(
             {"id": index, "file_name": f"{stem}.{image_format}", "height": height, "width": width}
         )
@@ -130,9 +119,7 @@ def write_vipseg(
         for index, scene in enumerate(frames):
             stem = f"{index:06d}"
             _save_image(scene.image, out / "images" / name / f"{stem}.{image_format}", image_format)
-            Image.fromarray(id_to_rgb(scene.panoptic)).save(
-                out / "panomasks" / name / f"{stem}.png"
-            )
+            write_panoptic_png(out / "panomasks" / name / f"{stem}.png", scene.panoptic)
             annotations.append(
                 {
                     "image_id": image_id,
@@ -164,8 +151,3 @@ def write_vipseg(
     }
     (out / "panoptic.json").write_text(json.dumps(data))
     return data
-
-
-def read_panoptic_png(path: str | Path) -> np.ndarray:
-    """A COCO/VIPSeg panoptic PNG as ids. Returns: (H, W) int32."""
-    return rgb_to_id(np.asarray(Image.open(path).convert("RGB")))

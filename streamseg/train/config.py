@@ -7,11 +7,11 @@ by the run's output folder (so a staged recipe can name an earlier stage's files
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from streamseg.dataclass_toml import load_table
 from streamseg.errors import UserError
 from streamseg.train.augment import JitterConfig
 from streamseg.train.criterion import LossConfig
@@ -76,41 +76,9 @@ class TrainConfig:
     checkpoint_every: int = 1000  # steps between resumable checkpoints
 
 
-def _build(cls: type, data: dict[str, Any], source: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise UserError(f"{source}: unknown keys {unknown} in [{cls.__name__}]")
-    values = {}
-    for name, value in data.items():
-        default = getattr(cls(), name)
-        if is_dataclass(default):
-            if not isinstance(value, dict):
-                raise UserError(f"{source}: '{name}' must be a table")
-            values[name] = _build(type(default), value, source)
-        elif isinstance(default, tuple):
-            values[name] = tuple(value)
-        elif isinstance(default, float) and isinstance(value, int):
-            values[name] = float(value)
-        elif isinstance(default, dict) or type(value) is type(default):
-            values[name] = value
-        else:
-            raise UserError(f"{source}: '{name}' must be {type(default).__name__}, got {value!r}")
-    return cls(**values)
-
-
 def load_train_config(path: str | Path) -> TrainConfig:
     """The `[fcclip]` table of a TOML pipeline as a checked `TrainConfig`."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such pipeline file") from None
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise UserError(f"{path}: unreadable TOML ({error})") from None
-    if "fcclip" not in data:
-        raise UserError(f"{path}: no [fcclip] training table")
-    config = _build(TrainConfig, data["fcclip"], str(path))
+    config = load_table(TrainConfig, path, "fcclip")
     check_train_config(config, str(path))
     return config
 

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from streamseg.errors import UserError
+from streamseg.panoptic_png import rgb_to_id
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,6 @@ class Sample:
     labels: Tensor
     ignore: Tensor
     image_id: Any
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """COCO panoptic id from a PNG's colors. (H, W, 3) uint8 -> (H, W) int64."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
 
 
 def _read_json(path: Path) -> dict:

@@ -17,13 +17,14 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamseg.dataclass_toml import load_table
 from streamseg.model.checkpoint import read_training_state
 from streamseg.synthetic.categories import SHAPES
 from streamseg.train.clip.data import (
@@ -69,23 +70,8 @@ class ClipTrainConfig:
 
 
 def load_clip_train_config(path: str | Path) -> ClipTrainConfig:
-    """Read the [clip] table of a pipeline TOML into a ClipTrainConfig."""
-    import tomllib
-
-    from streamseg.errors import UserError
-
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise UserError(f"{path}: cannot read pipeline TOML ({error})") from error
-    table = data.get("clip")
-    if not isinstance(table, dict):
-        raise UserError(f"{path}: no [clip] table")
-    known = {f.name for f in fields(ClipTrainConfig)}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise UserError(f"{path}: unknown [clip] keys {unknown}; known: {sorted(known)}")
-    return ClipTrainConfig(**table)
+    """Read the [clip] table of a pipeline TOML into a checked ClipTrainConfig."""
+    return load_table(ClipTrainConfig, path, "clip")
 
 
 def encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
