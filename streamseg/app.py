@@ -59,7 +59,7 @@ class DemoApp:
     """The request handler behind the page: validates, runs, collects outputs."""
 
     def __init__(self, settings: AppSettings) -> None:
-        from streamseg.model.segmenter import DEFAULT_MODEL
+        from streamseg.model.embedded import DEFAULT_MODEL
 
         self.settings = settings
         work = settings.work_dir
@@ -73,7 +73,7 @@ class DemoApp:
     def samples(self) -> list[Path]:
         """Example inputs, copied into the work folder (the only served folder): the bundled
         image, any bundled sample video, else a small shapes-world video made here."""
-        from streamseg.model.segmenter import WEIGHTS_DIRS
+        from streamseg.model.embedded import WEIGHTS_DIRS
 
         folder = self.work_dir / "samples"
         folder.mkdir(exist_ok=True)

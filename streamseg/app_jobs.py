@@ -47,7 +47,7 @@ def model_choices(extra: str | None = None) -> list[tuple[str, str]]:
     """(label, model value) for the model dropdown: the CLI's --model, the default model,
     own-format folders in weights/ and the weights cache, fetched official checkpoints, and
     the tiny random-weight presets."""
-    from streamseg.model.segmenter import DEFAULT_MODEL, WEIGHTS_DIRS
+    from streamseg.model.embedded import DEFAULT_MODEL, WEIGHTS_DIRS
     from streamseg.weights import find_weights, load_registry, weights_dir
 
     choices: dict[str, str] = {}

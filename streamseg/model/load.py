@@ -15,7 +15,8 @@ import warnings
 from pathlib import Path
 
 from streamseg.model.config import PRESETS
-from streamseg.model.segmenter import DEFAULT_MODEL, Segmenter
+from streamseg.model.embedded import DEFAULT_MODEL
+from streamseg.model.segmenter import Segmenter
 from streamseg.weights import resolve_model
 
 

@@ -110,7 +110,8 @@ def epoch_order(
 def build_text(model: nn.Module, class_names: list[str], is_thing: list[bool], config: Any):
     """The training vocabulary and its text classifier (synonyms split at commas)."""
     from streamseg.model.backbone import build_tokenizer
-    from streamseg.model.vocab import VocabClass, Vocabulary, build_text_classifier
+    from streamseg.model.text_classifier import build_text_classifier
+    from streamseg.model.vocab import VocabClass, Vocabulary
 
     classes = []
     for name, thing in zip(class_names, is_thing, strict=True):
@@ -182,7 +183,7 @@ def evaluate_pq(
         panoptic_inference,
         resize_mask_logits,
     )
-    from streamseg.train.data import rgb_to_id
+    from streamseg.panoptic_png import rgb_to_id
 
     was_training = model.training
     model.eval()
