@@ -52,6 +52,11 @@ class AppSettings:
     max_file_mb: float = 200.0  # uploads above this are refused
     max_frames: int = 300  # upper end of the "max frames" slider
     batch_size: int = 2  # frames per forward pass
+    # One large vocabulary holds the single model queue for everyone (5,000 classes took
+    # 112 s of text encoding on 2 cores): the page refuses more classes than this.
+    max_classes: int = 300
+    queue_size: int = 16  # requests waiting; more are refused with "queue full"
+    concurrency: int = 1  # requests run at once (one model on a small machine)
 
 
 # ----------------------------------------------------------------------------- the app
@@ -124,6 +129,11 @@ class DemoApp:
         # An empty class box means the model's default vocabulary (resolved once it is loaded).
         stuff_text = (stuff or "").strip() or None
         vocabulary = parse_vocab(vocab, stuff_text) if (vocab or "").strip() else None
+        if vocabulary is not None and len(vocabulary) > self.settings.max_classes:
+            raise UserError(
+                f"classes: {len(vocabulary)} given, this app allows at most "
+                f"{self.settings.max_classes} (streamseg app --max-classes)"
+            )
         stride = int(stride)
         max_frames = int(max_frames)
         if stride < 1:
@@ -300,9 +310,30 @@ def build_demo(settings: AppSettings = AppSettings()) -> Any:
             outputs=[video_out, image_out, tracks, files, status],
             api_name="run",
         )
-    demo.queue(default_concurrency_limit=1, max_size=16)
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     demo.streamseg_app = app
     return demo
+
+
+def exposure_warning(host: str, share: bool) -> str | None:
+    """The warning to print when the app is reachable beyond this machine, else None."""
+    import ipaddress
+
+    if share:
+        return (
+            "warning: --share opens a public gradio.live link: anyone with the link can "
+            "upload files and use this machine's CPU/GPU"
+        )
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return (
+        f"warning: binding {host}, reachable from the network: anyone who can reach this port "
+        "can upload files and run the model; see docs/APP.md before serving many users"
+    )
 
 
 def launch(

@@ -20,6 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-frames", type=int, default=300, help="upper end of the max-frames slider"
     )
     parser.add_argument("--work-dir", help="the app's temp folder (default: a new one)")
+    parser.add_argument(
+        "--max-classes", type=int, default=300, help="largest vocabulary a request may give"
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=16, help="requests that may wait (default 16)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="requests run at once (default 1)"
+    )
+    parser.add_argument(
+        "--text-cache-mb",
+        type=float,
+        help="bound of the text-embedding cache in MB, least recently used out (default 256)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,12 +53,35 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-file-mb: must be positive, got {args.max_file_mb}")
     if args.max_frames < 1:
         raise UserError(f"--max-frames: must be at least 1, got {args.max_frames}")
+    for flag, value in (
+        ("--max-classes", args.max_classes),
+        ("--queue-size", args.queue_size),
+        ("--concurrency", args.concurrency),
+    ):
+        if value < 1:
+            raise UserError(f"{flag}: must be at least 1, got {value}")
+    if args.text_cache_mb is not None:
+        if not args.text_cache_mb >= 0:
+            raise UserError(f"--text-cache-mb: must be 0 or more, got {args.text_cache_mb}")
+        from streamseg.model.text_classifier import CACHE_MB_ENV
+
+        os.environ[CACHE_MB_ENV] = str(args.text_cache_mb)
+    import sys
+
+    from streamseg.app import exposure_warning
+
+    warning = exposure_warning(args.host, args.share)
+    if warning:
+        print(f"streamseg app: {warning}", file=sys.stderr)
     settings = AppSettings(
         model=args.model,
         device=args.device,
         work_dir=Path(args.work_dir) if args.work_dir else None,
         max_file_mb=args.max_file_mb,
         max_frames=args.max_frames,
+        max_classes=args.max_classes,
+        queue_size=args.queue_size,
+        concurrency=args.concurrency,
     )
     try:
         launch(settings, host=args.host, port=args.port, share=args.share, block=True)

@@ -106,6 +106,54 @@ def encode_synonyms(
     return F.normalize(per_prompt.mean(1), dim=-1)
 
 
+# The text cache's size bound: every new vocabulary leaves a file (5 MB for 5,000 classes), so
+# an app serving many users would fill the disk. Least recently used files go first.
+CACHE_MB_ENV = "STREAMSEG_TEXT_CACHE_MB"
+DEFAULT_CACHE_MB = 256.0
+
+
+def cache_limit_bytes() -> int:
+    """The text cache's bound: $STREAMSEG_TEXT_CACHE_MB megabytes (default 256)."""
+    value = os.environ.get(CACHE_MB_ENV, "")
+    try:
+        megabytes = float(value) if value else DEFAULT_CACHE_MB
+    except ValueError:
+        megabytes = DEFAULT_CACHE_MB
+    return max(0, int(megabytes * 1e6))
+
+
+def prune_cache(folder: Path, max_bytes: int, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used cache files until the folder holds at most `max_bytes`.
+
+    Recency is the file's modification time, which a cache hit refreshes. `keep` (the file
+    just written) is never deleted, even if it alone is over the bound.
+
+    Returns:
+        The deleted files.
+    """
+    entries = []
+    for path in folder.glob("text-*.safetensors"):
+        try:
+            stat = path.stat()
+        except OSError:  # removed by another process meanwhile
+            continue
+        entries.append((stat.st_mtime_ns, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    deleted = []
+    for _, size, path in sorted(entries):
+        if total <= max_bytes:
+            break
+        if keep is not None and path == keep:
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
+        deleted.append(path)
+    return deleted
+
+
 def _read_cache(path: Path, rows: int, device: torch.device | str) -> Tensor | None:
     """Cached embeddings, or None when absent or unusable (then they are recomputed)."""
     if not path.is_file():
@@ -114,6 +162,7 @@ def _read_cache(path: Path, rows: int, device: torch.device | str) -> Tensor | N
 
     try:
         embeddings = load_file(str(path))["embeddings"]
+        os.utime(path)  # recently used: the last to be pruned
     except Exception:  # noqa: BLE001 - a damaged cache file is just a cache miss
         return None
     if embeddings.dim() != 2 or embeddings.shape[0] != rows:
@@ -173,6 +222,7 @@ def build_text_classifier(
     embeddings = encode_synonyms(encode_text, tokenizer, synonyms, device)
     if path is not None:
         _write_cache(path, embeddings)
+        prune_cache(path.parent, cache_limit_bytes(), keep=path)
     return TextClassifier(embeddings, class_index, len(vocabulary))
 
 
