@@ -1,19 +1,19 @@
 """The pipeline config of `streamseg run` / `run_video`: frozen nested dataclasses.
 
 A TOML preset in pipelines/ (e.g. pipelines/default.toml) loads into exactly these classes,
-one TOML table per section (`[model]`, `[decode]`, `[tracker]`, `[store]`, `[render]`); CLI
-flags then override single fields (`with_overrides`). Unknown keys are an error, so a typo in a
-preset is reported instead of silently ignored.
+one TOML table per section (`[model]`, `[decode]`, `[tracker]`, `[store]`, `[render]`,
+`[live]`); CLI flags then override single fields (`with_overrides`). Unknown keys are an error,
+so a typo in a preset is reported instead of silently ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from streamseg.dataclass_toml import from_dict, read_toml
 from streamseg.errors import UserError
 
 
@@ -86,6 +86,24 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """How a live source is read (`streamseg run URL|DEVICE|- ...`; docs/LIVE.md).
+
+    Applies to live sources only: a file run ignores it (and its store identity leaves it out).
+    """
+
+    live: bool | None = None  # drop stale frames; None = on for network / device, off for stdin
+    max_latency: float = 2.0  # seconds a frame may wait before it is dropped (live mode)
+    reconnect: bool = False  # reopen a stream that ends, stalls or fails
+    reconnect_timeout: float = 30.0  # give up once the stream has been gone this long (s)
+    open_timeout: float = 10.0  # seconds to wait for a connection
+    read_timeout: float = 5.0  # seconds without data that count as a stall
+    input_format: str | None = None  # FFmpeg format name (e.g. mpegts, matroska, v4l2)
+    segment_duration: float | None = None  # roll over to a new store every N seconds
+    max_frames: int | None = None  # stop after this many processed frames
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that decides what `run_video` produces (one TOML preset)."""
 
@@ -94,6 +112,7 @@ class RunConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     store: StoreSettings = field(default_factory=StoreSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-able; tuples become lists)."""
@@ -116,33 +135,21 @@ SECTIONS: dict[str, type] = {
     "tracker": TrackerConfig,
     "store": StoreSettings,
     "render": RenderSettings,
+    "live": LiveConfig,
 }
 
 
 def run_config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
-    """Build a `RunConfig` from nested dicts (as read from TOML); unknown keys raise UserError."""
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise UserError(f"{source}: unknown section(s) {', '.join(unknown)}")
-    parts = {}
-    for name, cls in SECTIONS.items():
-        values = data.get(name, {})
-        if not isinstance(values, dict):
-            raise UserError(f"{source}: [{name}] must be a table")
-        parts[name] = _build(cls, values, f"{source} [{name}]")
-    return RunConfig(**parts)
+    """Build a `RunConfig` from nested dicts (as read from TOML); unknown keys and values of
+    the wrong type raise UserError (streamseg/dataclass_toml.py)."""
+    return from_dict(RunConfig, data, source)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a pipeline preset (TOML) into a `RunConfig`; a name without a path looks in
     the package's pipelines/ folder (`default` -> pipelines/default.toml)."""
     path = resolve_pipeline(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read ({error})") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UserError(f"{path}: not valid TOML ({error})") from None
+    data = read_toml(path)
     # Training recipes share the folder: only the run sections are read here.
     run_part = {key: value for key, value in data.items() if key in SECTIONS}
     return run_config_from_dict(run_part, str(path))
@@ -161,16 +168,8 @@ def resolve_pipeline(path: str | Path) -> Path:
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    converted = {}
-    for key, value in values.items():
-        if key == "keep" and value is not None:
-            value = tuple(str(v) for v in value)
-        converted[key] = value
-    return cls(**converted)
+    """`with_overrides` checks the overridden fields as a preset's (unknown keys, types)."""
+    return from_dict(cls, values, where)
 
 
 def _fields(obj: Any) -> dict[str, Any]:

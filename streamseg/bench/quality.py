@@ -95,10 +95,10 @@ def score_images(
         pair_coco_panoptic,
         read_categories,
         read_json,
-        read_panoptic_png,
         segments_by_id,
     )
     from streamseg.eval.panoptic import PanopticQuality
+    from streamseg.panoptic_png import read_panoptic_png
 
     gt_data = read_json(gt_json)
     pred_data = read_json(pred_json)
@@ -279,11 +279,11 @@ def measure_videos(
         iter_vipseg_videos,
         read_categories,
         read_json,
-        read_panoptic_png,
         segments_by_id,
     )
     from streamseg.eval.store import StorePrediction
     from streamseg.eval.video import DEFAULT_WINDOWS, VideoEvaluation
+    from streamseg.panoptic_png import read_panoptic_png
     from streamseg.video.pipeline import run_video
 
     gt_json, root = _data_paths(data)

@@ -21,7 +21,6 @@ from the counter).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import resource
@@ -33,11 +32,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.model.precision import autocast, check_precision
+
+if TYPE_CHECKING:
+    from streamseg.video.block import StoreBlock
 
 STAGES = ("decode", "model", "track", "store", "render", "end_to_end")
 # Live mode: a stream served on 127.0.0.1 at LIVE_FPS, read by `run_live` with bounded latency;
@@ -48,6 +51,8 @@ LIVE_SECONDS = 4.0
 # A small vocabulary for models without their own (the text tower of a large CLIP is slow).
 DEFAULT_VOCAB = "person,car,dog,tree,sky"
 MATMUL_SIZE = 2048
+# --precision of the bench: fp16 has no matmul limit measured here (`matmul_gflops`).
+BENCH_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -211,16 +216,6 @@ def _synchronize(device: Any) -> None:
         torch.mps.synchronize()
 
 
-def _autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision != "bf16":
-        raise UserError(f"--precision: must be fp32 or bf16, got {precision!r}")
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
 def write_video(path: Path, size: tuple[int, int], frames: int, seed: int) -> None:
     """A generated shapes-world mp4 of `frames` frames at (H, W) = `size`."""
     from dataclasses import replace
@@ -247,7 +242,7 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
         )
     if config.frames < 1 or config.repeats < 1 or config.batch_size < 1:
         raise UserError("--frames, --repeats and --batch-size must be at least 1")
-    _autocast("cpu", config.precision)  # validates the name early
+    check_precision(config.precision, BENCH_PRECISIONS)  # validates the name early
     if config.threads is not None and config.threads < 1:
         raise UserError(f"--threads: must be at least 1, got {config.threads}")
     previous_threads = torch.get_num_threads()
@@ -262,8 +257,8 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
 def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
     import torch
 
+    from streamseg.model.embedded import DEFAULT_MODEL
     from streamseg.model.load import load_segmenter
-    from streamseg.model.segmenter import DEFAULT_MODEL
 
     name = config.model or DEFAULT_MODEL
     say(f"building {name}")
@@ -302,12 +297,12 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         def model() -> None:
             segmentations.clear()
             for batch in batches:
-                with _autocast(device, config.precision):
+                with autocast(device, config.precision):
                     segmentations.extend(segmenter.segment(batch, output_size=size))
             _synchronize(device)
 
         def forward() -> None:
-            with _autocast(device, config.precision):
+            with autocast(device, config.precision):
                 segmenter.segment_raw(batches[0])
             _synchronize(device)
 
@@ -353,7 +348,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             stages["store"] = stage_result(n, measure(store, config.repeats))
         if "render" in config.stages:
             say("render")
-            labels = [block for block, _, _ in _store_blocks(segmentations, 1)]
+            labels = [block.labels for block in _store_blocks(segmentations, 1)]
             names = {i: str(i) for i in range(1, 1 + max(len(s.segments) for s in segmentations))}
             renders = iter(range(10**9))
 
@@ -398,7 +393,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         live_config = RunConfig(model=ModelSettings(batch_size=1, precision=config.precision))
         if config.compile:
             # batch size 1 may be new to the compiled network: compile it outside the timing
-            with _autocast(device, config.precision):
+            with autocast(device, config.precision):
                 segmenter.segment(images[:1], output_size=size)
         rate = measure_live_rate(
             segmenter,
@@ -457,12 +452,10 @@ def _track(segmentations: list[Any]) -> None:
         tracker.step(index, segmentation)
 
 
-def _store_blocks(
-    segmentations: list[Any], batch_size: int
-) -> list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]]:
-    """(labels, frame columns, segment columns) blocks as the pipeline writes them."""
-    from streamseg.video.pipeline import segment_rows
-    from streamseg.video.store import SEGMENT_COLUMNS
+def _store_blocks(segmentations: list[Any], batch_size: int) -> list[StoreBlock]:
+    """Blocks of `batch_size` frames as the pipeline writes them (tracked, no overlay)."""
+    from streamseg.video.block import StoreBlock
+    from streamseg.video.segments import segment_columns, segment_rows
     from streamseg.video.track import Tracker
 
     tracker = Tracker()
@@ -470,16 +463,11 @@ def _store_blocks(
     for start in range(0, len(segmentations), batch_size):
         chunk = segmentations[start : start + batch_size]
         labels = np.zeros((len(chunk), *chunk[0].panoptic.shape), np.int32)
-        rows: list[tuple] = []
+        rows = []
         for i, segmentation in enumerate(chunk):
             result = tracker.step(start + i, segmentation)
             labels[i] = result.labels
             rows.extend(segment_rows(i, segmentation.segments, result))
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(SEGMENT_COLUMNS)
-        segments = {
-            name: np.array(values, dtype)
-            for (name, dtype), values in zip(SEGMENT_COLUMNS.items(), columns, strict=True)
-        }
         index = np.arange(start, start + len(chunk))
         frames = {
             "index": index,
@@ -488,18 +476,18 @@ def _store_blocks(
             "keyframe": np.zeros(len(chunk), np.uint8),
             "corrupt": np.zeros(len(chunk), np.uint8),
         }
-        blocks.append((labels, frames, segments))
+        blocks.append(StoreBlock(labels, frames, segment_columns(rows)))
     return blocks
 
 
-def _write_store(path: Path, blocks: list[Any], size: tuple[int, int]) -> None:
+def _write_store(path: Path, blocks: list[StoreBlock], size: tuple[int, int]) -> None:
     from streamseg.video.store import LabelStore
 
     store = LabelStore.open(
         path, label_size=size, identity={"bench": True}, attrs={"bench": True}, overwrite=True
     )
-    for labels, frames, segments in blocks:
-        store.write_block(labels, frames, segments, tracker_state="{}")
+    for block in blocks:
+        store.write_block(block.labels, block.frames, block.segments, tracker_state="{}")
     store.finish()
 
 

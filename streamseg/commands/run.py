@@ -10,6 +10,13 @@ import sys
 import warnings
 from typing import Any
 
+from streamseg.commands.run_live import (
+    add_live_arguments,
+    check_live_flags,
+    print_live_summary,
+    with_live_flags,
+)
+
 HELP = "segment and track a video into a Zarr label store (and an optional overlay mp4)"
 
 # Test hook: "module:function" building the segmenter instead of --model (the kill-and-resume
@@ -27,9 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("reporting")
     out.add_argument("--quiet", action="store_true", help="no progress bar, only the summary")
     out.add_argument("--json", action="store_true", help="print the summary as JSON")
-    # Live sources (URLs, devices, stdin): options and code in video/live_cli.py.
-    from streamseg.video.live_cli import add_live_arguments
-
+    # Live sources (URLs, devices, stdin): their options in commands/run_live.py.
     add_live_arguments(parser)
 
 
@@ -135,26 +140,31 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from streamseg.errors import UserError
+    from streamseg.video.live_decode import is_live_source
     from streamseg.video.pipeline import default_store_path, run_video
+    from streamseg.video.run_summary import LiveSummary
 
-    config = build_config(args)
-    from streamseg.video.live_cli import run_live_command, wants_live
-
-    if wants_live(args):
-        return run_live_command(args, config, segmenter=_factory_segmenter())
+    config = with_live_flags(build_config(args), args)
     source = args.source
-    if not Path(source).exists() and not any(ch in source for ch in "*?["):
-        raise UserError(f"{source}: no such file or folder")
-    out = Path(args.out) if args.out else default_store_path(source)
-    # Like `mkdir -p` for the outputs' folders: the README's first command writes into out/,
-    # which a fresh clone lacks. A parent that cannot be made is reported by the writers.
-    for target in (out, config.render.overlay):
-        if target:
-            try:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-            except OSError:
-                pass
-    bar = _Bar(enabled=not (args.quiet or args.json) and sys.stderr.isatty())
+    live = is_live_source(source)
+    check_live_flags(args, live)
+    if live:
+        out = Path(args.out)
+    else:
+        if not Path(source).exists() and not any(ch in source for ch in "*?["):
+            raise UserError(f"{source}: no such file or folder")
+        out = Path(args.out) if args.out else default_store_path(source)
+        # Like `mkdir -p` for the outputs' folders: the README's first command writes into
+        # out/, which a fresh clone lacks. A parent that cannot be made is reported by the
+        # writers.
+        for target in (out, config.render.overlay):
+            if target:
+                try:
+                    Path(target).parent.mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    pass
+    # A live run has no expected length (no bar); its summary may share stderr with nothing.
+    bar = _Bar(enabled=not (args.quiet or args.json or live) and sys.stderr.isatty())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -166,9 +176,13 @@ def run(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 progress=bar.update,
                 total_callback=bar.total,
+                events=sys.stdout if args.events else None,
             )
         finally:
             bar.close()
+    if isinstance(summary, LiveSummary):
+        print_live_summary(summary, args, caught)
+        return 0
     for warning in caught:
         print(f"streamseg run: warning: {warning.message}", file=sys.stderr)
     if args.json:

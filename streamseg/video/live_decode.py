@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from streamseg.config import LiveConfig
 from streamseg.errors import UserError
 from streamseg.video.frames import DecodedFrame, Scalers
 
@@ -53,19 +54,9 @@ LIVE_BUFFER_FRAMES = 64
 PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
 
 
-@dataclass(frozen=True)
-class LiveSettings:
-    """How a live source is read (`streamseg run URL|DEVICE|- ...`)."""
-
-    live: bool | None = None  # drop stale frames; None = on for network / device, off for stdin
-    max_latency: float = 2.0  # seconds a frame may wait before it is dropped (live mode)
-    reconnect: bool = False  # reopen a stream that ends, stalls or fails
-    reconnect_timeout: float = 30.0  # give up once the stream has been gone this long (s)
-    open_timeout: float = 10.0  # seconds to wait for a connection
-    read_timeout: float = 5.0  # seconds without data that count as a stall
-    input_format: str | None = None  # FFmpeg format name (e.g. mpegts, matroska, v4l2)
-    segment_duration: float | None = None  # roll over to a new store every N seconds
-    max_frames: int | None = None  # stop after this many processed frames
+# The `live` section of `RunConfig`, under the name the live code has used since before it was
+# one (video code and callers import it from here).
+LiveSettings = LiveConfig
 
 
 def source_kind(source: str | Path) -> str:

@@ -4,7 +4,7 @@
 LiveFrameSource (thread: decode, keep the newest) -> take <= batch -> segment -> track
     -> store writer (thread) [-> growing overlay] [-> --events JSON lines]
 ```
-The same stages as `run_video` (its filter, tracker, segment rows and store writer are reused);
+The same stages as a file run (`run_setup`, `SegmentAndTrack`, `StoreBlock`, `StoreWriter`);
 what differs:
 - frames come from `LiveFrameSource`: in live mode stale frames are dropped before inference,
   so a slow model never lags the source by more than `max_latency`; drops are counted in the
@@ -26,58 +26,33 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
-from streamseg.config import RunConfig
+from streamseg.config import LiveConfig, RunConfig
 from streamseg.errors import UserError
+from streamseg.model.segmenter_like import SegmenterLike, segmenter_input_size
+from streamseg.video.block import Commit, StoreBlock
 from streamseg.video.events import EventWriter, frame_event
-from streamseg.video.live_decode import (
-    LiveFrameSource,
-    LiveSettings,
-    live_default,
-    source_kind,
+from streamseg.video.live_decode import LiveFrameSource, live_default, source_kind
+from streamseg.video.run_setup import (
+    RunModel,
+    check_run_settings,
+    overlay_output,
+    prepare_model,
+    vocabulary_attrs,
 )
-from streamseg.video.pipeline import (
-    RunSummary,
-    _autocast,
-    _build_segmenter,
-    _columns,
-    _empty_block,
-    _keep_classes,
-    _resolve_vocabulary,
-    _vocabulary_attrs,
-    _Writer,
-    compile_segmenter,
-    filter_segmentation,
-    segment_rows,
-)
+from streamseg.video.run_summary import LiveSummary
+from streamseg.video.segment_track import SegmentAndTrack, TrackedFrame
 from streamseg.video.store import LabelStore, StoreReader, is_store
+from streamseg.video.store_writer import StoreWriter
 from streamseg.video.track import Tracker
 
 # Longest time committed frames wait for a commit (readers of a live store follow this closely).
 COMMIT_SECONDS = 1.0
-
-
-@dataclass
-class LiveSummary(RunSummary):
-    """`RunSummary` plus what only a live run has."""
-
-    received: int = 0  # frames decoded from the source
-    dropped: int = 0  # frames dropped before inference (too old)
-    connects: int = 0  # connections made (1 + reconnects)
-    stores: list[str] = field(default_factory=list)  # every store written (rollover)
-    latency_max: float = 0.0  # seconds from a frame's arrival to the end of its segmentation
-    latency_mean: float = 0.0
-    ended: str = ""  # "end of stream", "interrupted", "max frames", or the error
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["label_size"] = list(self.label_size)
-        return data
 
 
 def numbered_store(out: Path, number: int) -> Path:
@@ -117,7 +92,9 @@ class _StopSignals:
 class _StoreSlot:
     """The store being written now, its writer thread, and its counters."""
 
-    def __init__(self, path: Path, store: LabelStore, writer: _Writer, first_time: float) -> None:
+    def __init__(
+        self, path: Path, store: LabelStore, writer: StoreWriter, first_time: float
+    ) -> None:
         self.path = path
         self.store = store
         self.writer = writer
@@ -131,12 +108,12 @@ def run_live(
     out: str | Path,
     *,
     config: RunConfig | None = None,
-    live: LiveSettings | None = None,
-    segmenter: Any = None,
+    live: LiveConfig | None = None,
+    segmenter: SegmenterLike | None = None,
     vocabulary: Any = None,
     overlay: str | Path | None = None,
     overwrite: bool = False,
-    events: Any = None,
+    events: TextIO | None = None,
     progress: Callable[[int], None] | None = None,
     handle_signals: bool = True,
 ) -> LiveSummary:
@@ -148,8 +125,8 @@ def run_live(
         out: the store (`.zarr`); with `live.segment_duration`, the base name of the numbered
             stores. An existing store is refused unless `overwrite`.
         config: model / tracker / store settings (decode settings other than `queue_size`
-            do not apply to live sources).
-        live: how the source is read (`LiveSettings`).
+            do not apply to live sources); its `live` section says how the source is read.
+        live: how the source is read, instead of `config.live` (`LiveConfig`).
         segmenter, vocabulary: as for `run_video`.
         overlay: a growing `.ts` or fragmented `.mp4` overlay.
         events: a text stream for the JSON-lines feed (e.g. sys.stdout), or None.
@@ -161,23 +138,18 @@ def run_live(
     """
     began = time.monotonic()
     config = config or RunConfig()
-    live = live or LiveSettings()
+    live = live or config.live
     out = Path(out)
-    if config.model.batch_size < 1:
-        raise UserError(f"--batch-size: must be at least 1, got {config.model.batch_size}")
+    check_run_settings(config)
     if live.max_latency <= 0:
         raise UserError(f"--max-latency: must be more than 0, got {live.max_latency}")
     if live.segment_duration is not None and live.segment_duration <= 0:
         raise UserError(f"--segment-duration: must be more than 0, got {live.segment_duration}")
     scale = config.store.label_scale
-    if not 0 < scale <= 1:
-        raise UserError(f"--label-scale: must be in (0, 1], got {scale}")
     rolling = live.segment_duration is not None
     first_path = numbered_store(out, 1) if rolling else out
     _check_new_store(first_path, overwrite)
-    overlay_path = Path(overlay) if overlay is not None else None
-    if overlay_path is None and config.render.overlay:
-        overlay_path = Path(config.render.overlay)
+    overlay_path = overlay_output(overlay, config)
     if overlay_path is not None:
         from streamseg.outputs import check_overlay_output
 
@@ -189,15 +161,8 @@ def run_live(
             suffixes=(".ts", ".mp4", ".m4v", ".mov"),
         )
 
-    if segmenter is None:
-        segmenter = _build_segmenter(config)
-    if config.model.compile:
-        compile_segmenter(segmenter)
-    vocab = _resolve_vocabulary(segmenter, vocabulary, config)
-    names = list(vocab.names)
-    keep = _keep_classes(names, config)
-    model_id = str(getattr(segmenter, "model_id", type(segmenter).__name__))
-
+    model = prepare_model(config, segmenter, vocabulary)
+    names = model.names
     drop = live_default(source, live)
     frames = LiveFrameSource(source, live, drop=drop, queue_size=config.decode.queue_size)
     signals = _StopSignals(frames.stop)
@@ -206,13 +171,14 @@ def run_live(
     feed = EventWriter(events) if events is not None else None
     tracker = Tracker(config.tracker)
     batch_size = config.model.batch_size
+    # The live settings in force (with the drop mode they resolved to) replace the section.
     settings = {**config.to_dict(), "live": {**asdict(live), "live": drop}}
     kind = source_kind(source)
 
     slot: _StoreSlot | None = None
     stores: list[str] = []
     overlay_writer: Any = None
-    label_size: tuple[int, int] | None = None
+    stage: SegmentAndTrack | None = None  # made at the first frame (the label size is known)
     input_size: tuple[int, int] | None = None
     processed = 0
     latencies: list[float] = []
@@ -231,39 +197,32 @@ def run_live(
         _check_new_store(path, overwrite)
         if overwrite and path.exists():
             shutil.rmtree(path)
-        assert label_size is not None
-        identity = {
-            "source": {"name": os.fspath(source), "kind": kind, "live": True},
-            "model": model_id,
-            "vocabulary": _vocabulary_attrs(vocab).get("json", names),
-            "settings": settings,
-            "label_size": list(label_size),
-            "part": number if rolling else None,
-        }
-        attrs = {
-            "source": {
-                "path": os.fspath(source),
-                "kind": kind,
-                "width": source_size[1],
-                "height": source_size[0],
-                "time_base": str(frames.time_base) if frames.time_base else None,
-                "fps": float(frames.rate) if frames.rate else None,
-            },
-            "model": {"id": model_id, "sha256": str(getattr(segmenter, "weights_sha256", ""))},
-            "vocabulary": _vocabulary_attrs(vocab),
-            "settings": settings,
-            "live": {"part": number if rolling else None, "first_time": first_time},
-        }
+        assert stage is not None
         store = LabelStore.open(
             path,
-            label_size=label_size,
-            identity=identity,
-            attrs=attrs,
+            label_size=stage.label_size,
+            identity=_live_identity(
+                source, kind, model, settings, stage.label_size, number, rolling
+            ),
+            attrs={
+                "source": {
+                    "path": os.fspath(source),
+                    "kind": kind,
+                    "width": source_size[1],
+                    "height": source_size[0],
+                    "time_base": str(frames.time_base) if frames.time_base else None,
+                    "fps": float(frames.rate) if frames.rate else None,
+                },
+                "model": model.attrs(),
+                "vocabulary": vocabulary_attrs(model.vocabulary),
+                "settings": settings,
+                "live": {"part": number if rolling else None, "first_time": first_time},
+            },
             compression_level=config.store.compression_level,
             table_chunk=config.store.table_chunk,
-            frames_per_shard=getattr(config.store, "frames_per_shard", 64),
+            frames_per_shard=config.store.frames_per_shard,
         )
-        made = _StoreSlot(path, store, _Writer(store, overlay_writer, progress), first_time)
+        made = _StoreSlot(path, store, StoreWriter(store, overlay_writer, progress), first_time)
         # Drops before a store's first frame are counted in it (the first store: all earlier).
         made.dropped_at_open = frames.stats.dropped if number > 1 else 0
         stores.append(str(path))
@@ -271,9 +230,22 @@ def run_live(
             feed.write({"type": "store", "store": str(path), "part": number})
         return made
 
+    def send(current: _StoreSlot, block: list[TrackedFrame], commit: Commit | None) -> None:
+        """Hand a block of frames (and maybe a commit) to the slot's writer thread."""
+        if not block and commit is None:
+            return
+        assert stage is not None
+        if block:
+            current.writer.put(
+                StoreBlock.of_frames(block, commit, overlay=overlay_writer is not None)
+            )
+        else:
+            current.writer.put(StoreBlock.empty(stage.label_size, commit))
+        current.rows += len(block)
+
     def close_slot(current: _StoreSlot, reason: str) -> None:
         facts = _live_facts(frames, current, reason)
-        current.writer.put(_empty_block(label_size, (tracker.state.to_json(), facts)))
+        send(current, [], Commit(tracker.state.to_json(), facts))
         current.writer.close()
         current.store.finish(live=facts, warnings=list(frames.stats.warnings))
 
@@ -295,43 +267,46 @@ def run_live(
             if not batch:
                 ended = signals.requested or frames.stats.ended or "end of stream"
                 break
-            if label_size is None:
+            if stage is None:
                 source_size = batch[0].decoded.source_size
                 label_size = (
                     max(1, round(source_size[0] * scale)),
                     max(1, round(source_size[1] * scale)),
                 )
-                if hasattr(segmenter, "input_size"):
-                    input_size = tuple(segmenter.input_size(*source_size))
+                input_size = segmenter_input_size(model.segmenter, *source_size)
                 if overlay_path is not None:
                     from streamseg.video.live_overlay import LiveOverlayWriter
 
                     overlay_writer = LiveOverlayWriter(
                         overlay_path, size=source_size, alpha=config.render.alpha
                     )
+                stage = SegmentAndTrack(
+                    model.segmenter,
+                    tracker,
+                    model.segment_filter,
+                    names,
+                    label_size,
+                    config.model.precision,
+                )
                 segment_began = time.monotonic()
             took_at = time.monotonic()
-            want_full = overlay_writer is not None
-            converted = [item.decoded.convert(input_size, want_full) for item in batch]
-            with _autocast(segmenter, config.model.precision):
-                results = segmenter.segment([f.image for f in converted], output_size=label_size)
+            converted = [
+                item.decoded.convert(input_size, overlay_writer is not None) for item in batch
+            ]
+            results = stage.segment(converted)
             done_at = time.monotonic()
             spent = done_at - took_at
             batch_seconds = spent if not latencies else 0.7 * batch_seconds + 0.3 * spent
-            block: list[tuple[Any, np.ndarray, list[tuple], Any]] = []
+            block: list[TrackedFrame] = []
             for item, frame, seg in zip(batch, converted, results, strict=True):
                 if slot is None:
                     slot = open_slot(frame.time, frame.source_size)
                 elif rolling and frame.time - slot.first_time >= live.segment_duration:
-                    _send(slot, block, label_size, None)
+                    send(slot, block, None)
                     block = []
                     close_slot(slot, "rollover")
                     slot = open_slot(frame.time, frame.source_size)
-                seg = filter_segmentation(
-                    seg, config.model.score_threshold, config.model.min_area, keep
-                )
-                result = tracker.step(frame.index, seg)
-                rows = segment_rows(len(block), seg.segments, result)
+                tracked = stage.track(frame, seg)
                 latency = done_at - item.arrived
                 latencies.append(latency)
                 if feed is not None:
@@ -344,21 +319,11 @@ def run_live(
                             pts=frame.pts,
                             latency=latency,
                             dropped=frames.stats.dropped,
-                            rows=rows,
+                            rows=tracked.rows,
                             names=names,
                         )
                     )
-                overlay_item = None
-                if overlay_writer is not None:
-                    track_names = {t: names[c] for t, c in result.classes.items()}
-                    overlay_item = (
-                        frame.source_image,
-                        result.labels,
-                        track_names,
-                        frame.pts,
-                        frame.time,
-                    )
-                block.append((frame, result.labels, rows, overlay_item))
+                block.append(tracked)
             processed += len(batch)
             since_commit += len(block)
             commit = None
@@ -366,10 +331,11 @@ def run_live(
                 since_commit >= config.store.commit_frames
                 or time.monotonic() - last_commit >= COMMIT_SECONDS
             ):
-                commit = (tracker.state.to_json(), _live_facts(frames, slot, "running"))
+                commit = Commit(tracker.state.to_json(), _live_facts(frames, slot, "running"))
                 last_commit = time.monotonic()
                 since_commit = 0
-            _send(slot, block, label_size, commit)
+            assert slot is not None
+            send(slot, block, commit)
     except BaseException as caught:
         error = caught
         ended = f"error: {caught}"
@@ -419,7 +385,7 @@ def run_live(
         tracks=int(tracker.state.next_id - 1) if stores else 0,
         seconds=now - began,
         fps=processed / segmenting if segmenting > 0 else 0.0,
-        label_size=label_size or (0, 0),
+        label_size=stage.label_size if stage is not None else (0, 0),
         overlay=str(overlay_path) if overlay_writer is not None else None,
         warnings=list(frames.stats.warnings),
         received=frames.stats.received,
@@ -432,30 +398,24 @@ def run_live(
     )
 
 
-def _send(
-    slot: _StoreSlot,
-    block: list[tuple[Any, np.ndarray, list[tuple], Any]],
+def _live_identity(
+    source: str | Path,
+    kind: str,
+    model: RunModel,
+    settings: dict[str, Any],
     label_size: tuple[int, int],
-    commit: tuple[str, dict[str, Any]] | None,
-) -> None:
-    """Hand a block of frames (and maybe a commit) to the slot's writer thread."""
-    if not block and commit is None:
-        return
-    if not block:
-        slot.writer.put(_empty_block(label_size, commit))
-        return
-    labels = np.stack([labels for _, labels, _, _ in block]).astype(np.int32)
-    rows = [row for _, _, frame_rows, _ in block for row in frame_rows]
-    frame_columns = {
-        "index": np.array([f.index for f, _, _, _ in block]),
-        "pts": np.array([-1 if f.pts is None else f.pts for f, _, _, _ in block]),
-        "time": np.array([f.time for f, _, _, _ in block], np.float64),
-        "keyframe": np.array([f.keyframe for f, _, _, _ in block]),
-        "corrupt": np.array([f.corrupt for f, _, _, _ in block]),
+    number: int,
+    rolling: bool,
+) -> dict[str, Any]:
+    """What identifies a live store (checked by `LabelStore.open`; never resumed)."""
+    return {
+        "source": {"name": os.fspath(source), "kind": kind, "live": True},
+        "model": model.model_id,
+        "vocabulary": model.vocabulary.to_json(),
+        "settings": settings,
+        "label_size": list(label_size),
+        "part": number if rolling else None,
     }
-    overlay_items = [item for _, _, _, item in block if item is not None]
-    slot.writer.put((labels, frame_columns, _columns(rows), overlay_items, commit))
-    slot.rows += len(block)
 
 
 def _live_facts(frames: LiveFrameSource, slot: _StoreSlot | None, state: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The live options of `streamseg run` and the command path for live sources.
+"""`streamseg run` on a live source: its flags (the `[live]` config section), their checks,
+and the live summary.
 
-Kept out of commands/run.py (which handles files) and light to import: `streamseg --help`
-must stay fast, so the pipeline is imported only when a live source actually runs.
+Light to import: `streamseg --help` must stay fast, so nothing of the pipeline is imported here
+at module level.
 """
 
 from __future__ import annotations
@@ -10,11 +11,18 @@ import argparse
 import json
 import sys
 import warnings
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from streamseg.errors import UserError
+
+if TYPE_CHECKING:
+    from streamseg.config import RunConfig
+    from streamseg.video.run_summary import LiveSummary
 
 
 def add_live_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `live` group of options to `streamseg run`."""
+    """Add the `live` group of options to `streamseg run` (unset: the preset's `[live]`)."""
     live = parser.add_argument_group(
         "live sources (SOURCE = rtsp:// rtmp:// http(s):// udp:// tcp:// URL, /dev/videoN, or - "
         "for stdin)"
@@ -29,24 +37,24 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_argument(
         "--max-latency",
         type=float,
-        default=2.0,
         help="live mode: a frame is segmented within about this many seconds of its arrival, "
         "or dropped before inference (default 2); --overlay is then a growing .ts or "
         "fragmented .mp4",
     )
     live.add_argument(
-        "--reconnect", action="store_true", help="reopen a stream that ends, stalls or fails"
+        "--reconnect",
+        action="store_true",
+        default=None,
+        help="reopen a stream that ends, stalls or fails",
     )
     live.add_argument(
         "--reconnect-timeout",
         type=float,
-        default=30.0,
         help="give up once the stream has been gone this many seconds (default 30)",
     )
     live.add_argument(
         "--read-timeout",
         type=float,
-        default=5.0,
         help="seconds without data that count as a stall (default 5)",
     )
     live.add_argument("--input-format", help="FFmpeg input format (e.g. mpegts, matroska, v4l2)")
@@ -62,57 +70,49 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def wants_live(args: argparse.Namespace) -> bool:
-    """True when `streamseg run` should take the live path for these arguments."""
-    from streamseg.video.live_decode import is_live_source
+def with_live_flags(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """`config` with the live flags given on the command line (they win over the preset).
 
-    if is_live_source(args.source):
-        return True
-    # Live-only options on a file: taken to the live path, which says they do not apply.
-    return bool(getattr(args, "segment_duration", None) or getattr(args, "events", False)) or (
-        getattr(args, "live", None) is True
+    `--max-frames` (or the preset's `[decode] max_frames`) also stops a live run.
+    """
+    return config.with_overrides(
+        live={
+            "live": args.live,
+            "max_latency": args.max_latency,
+            "reconnect": args.reconnect,
+            "reconnect_timeout": args.reconnect_timeout,
+            "read_timeout": args.read_timeout,
+            "input_format": args.input_format,
+            "segment_duration": args.segment_duration,
+            "max_frames": config.decode.max_frames,
+        }
     )
 
 
-def run_live_command(args: argparse.Namespace, config: Any, segmenter: Any = None) -> int:
-    """`streamseg run SOURCE ...` for a live source (or --segment-duration)."""
-    from pathlib import Path
+def check_live_flags(args: argparse.Namespace, live_source: bool) -> None:
+    """UserError for live-only flags on a file, or a live source the command cannot read.
 
-    from streamseg.errors import UserError
-    from streamseg.video.live_decode import LiveSettings, is_live_source
-    from streamseg.video.live_run import run_live
-
+    Args:
+        live_source: SOURCE is a URL, a capture device or "-".
+    """
     source = args.source
-    if not is_live_source(source):
-        raise UserError(
-            f"{source}: --live, --segment-duration and --events apply to live sources "
-            "(a URL, a capture device, or - for stdin)"
-        )
+    if not live_source:
+        if args.segment_duration or args.events or args.live is True:
+            raise UserError(
+                f"{source}: --live, --segment-duration and --events apply to live sources "
+                "(a URL, a capture device, or - for stdin)"
+            )
+        return
     if not args.out:
         raise UserError(f"{source}: a live source needs --out STORE")
     if source == "-" and sys.stdin.isatty():
         raise UserError("-: standard input is a terminal; pipe a stream into it")
-    settings = LiveSettings(
-        live=args.live,
-        max_latency=args.max_latency,
-        reconnect=args.reconnect,
-        reconnect_timeout=args.reconnect_timeout,
-        read_timeout=args.read_timeout,
-        input_format=args.input_format,
-        segment_duration=args.segment_duration,
-        max_frames=config.decode.max_frames,
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        summary = run_live(
-            source,
-            Path(args.out),
-            config=config,
-            live=settings,
-            segmenter=segmenter,
-            overwrite=args.overwrite,
-            events=sys.stdout if args.events else None,
-        )
+
+
+def print_live_summary(
+    summary: LiveSummary, args: argparse.Namespace, caught: Sequence[warnings.WarningMessage]
+) -> None:
+    """The summary of a live run: on stdout, or on stderr when stdout carries --events."""
     report = sys.stderr if args.events else sys.stdout
     for warning in caught:
         print(f"streamseg run: warning: {warning.message}", file=sys.stderr)
@@ -120,7 +120,7 @@ def run_live_command(args: argparse.Namespace, config: Any, segmenter: Any = Non
         print(f"streamseg run: warning: {message}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict()), file=report)
-        return 0
+        return
     height, width = summary.label_size
     stores = ", ".join(summary.stores) or "(no store: no frame arrived)"
     print(
@@ -132,4 +132,3 @@ def run_live_command(args: argparse.Namespace, config: Any, segmenter: Any = Non
     )
     if summary.overlay:
         print(f"  overlay: {summary.overlay}", file=report)
-    return 0

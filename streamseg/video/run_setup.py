@@ -1,0 +1,126 @@
+"""Before the first frame of a run (file or live): checked settings, the ready segmenter.
+
+`prepare_model` builds the segmenter from `config.model` (unless one is given), compiles it
+when asked, sets the vocabulary and makes the segment filter; `RunModel` is the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from streamseg.config import RunConfig
+from streamseg.errors import UserError
+from streamseg.model.segmenter_like import SegmenterLike, compile_segmenter
+from streamseg.video.segments import SegmentFilter
+
+if TYPE_CHECKING:
+    from streamseg.model.vocab import Vocabulary
+
+
+def check_run_settings(config: RunConfig) -> None:
+    """UserError for settings no run can use (batch size, label scale)."""
+    if config.model.batch_size < 1:
+        raise UserError(f"--batch-size: must be at least 1, got {config.model.batch_size}")
+    scale = config.store.label_scale
+    if not 0 < scale <= 1:
+        raise UserError(f"--label-scale: must be in (0, 1], got {scale}")
+
+
+def overlay_output(overlay: str | Path | None, config: RunConfig) -> Path | None:
+    """The overlay video to write: the argument, else `config.render.overlay`, else None."""
+    if overlay is not None:
+        return Path(overlay)
+    return Path(config.render.overlay) if config.render.overlay else None
+
+
+def build_segmenter(config: RunConfig) -> SegmenterLike:
+    """The segmenter `config.model` names (name, CLIP weights, device)."""
+    from streamseg.model.load import load_segmenter
+
+    return load_segmenter(config.model.name, config.model.clip_weights, config.model.device)
+
+
+def resolve_vocabulary(segmenter: SegmenterLike, vocabulary: Any, config: RunConfig) -> Vocabulary:
+    """Set the segmenter's vocabulary from the argument or the config; return it.
+
+    Args:
+        vocabulary: a `Vocabulary`, CLI-syntax string or list; None = `config.model.vocab` /
+            `vocab_file`, else the segmenter's current one, else the model's default.
+    Raises:
+        UserError: no vocabulary anywhere.
+    """
+    settings = config.model
+    if vocabulary is None and settings.vocab_file:
+        from streamseg.model.vocab import load_vocab_file
+
+        vocabulary = load_vocab_file(settings.vocab_file)
+    if vocabulary is None and settings.vocab:
+        from streamseg.model.vocab import parse_vocab
+
+        vocabulary = parse_vocab(settings.vocab, settings.stuff)
+    if vocabulary is None and segmenter.vocabulary is None:
+        # No --vocab: the model's own default (weights/shapes-tiny names "shapes"), through the
+        # same resolver as `streamseg image` and the app.
+        from streamseg.model.default_vocab import require_vocabulary
+
+        vocabulary = require_vocabulary(segmenter, settings.name)
+    if vocabulary is not None:
+        if isinstance(vocabulary, str):
+            from streamseg.model.vocab import parse_vocab
+
+            vocabulary = parse_vocab(vocabulary, settings.stuff)
+        # The text classifier is computed once per model + vocabulary and cached on disk.
+        segmenter.set_vocabulary(vocabulary, cache_dir="auto")
+    current = segmenter.vocabulary
+    if current is None:
+        raise UserError("--vocab: no vocabulary given (e.g. --vocab 'person,dog' or coco)")
+    return current
+
+
+def vocabulary_attrs(vocabulary: Vocabulary) -> dict[str, Any]:
+    """The store's `vocabulary` attrs: names, thing flags, and the full JSON (synonyms)."""
+    return {
+        "names": list(vocabulary.names),
+        "is_thing": [bool(v) for v in vocabulary.is_thing],
+        "json": vocabulary.to_json(),
+    }
+
+
+@dataclass(frozen=True)
+class RunModel:
+    """The segmenter of a run, ready to segment: compiled if asked, vocabulary set."""
+
+    segmenter: SegmenterLike
+    vocabulary: Vocabulary
+    segment_filter: SegmentFilter
+
+    @property
+    def names(self) -> list[str]:
+        """Class names, by class id."""
+        return list(self.vocabulary.names)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.segmenter.model_id)
+
+    def attrs(self) -> dict[str, str]:
+        """The store's `model` attrs."""
+        return {"id": self.model_id, "sha256": str(self.segmenter.weights_sha256)}
+
+
+def prepare_model(
+    config: RunConfig, segmenter: SegmenterLike | None = None, vocabulary: Any = None
+) -> RunModel:
+    """Build (unless given), compile (`config.model.compile`), set the vocabulary.
+
+    Raises:
+        UserError: no vocabulary, `--keep` names outside it, `--compile` on a stand-in.
+    """
+    if segmenter is None:
+        segmenter = build_segmenter(config)
+    if config.model.compile:
+        compile_segmenter(segmenter)
+    vocab = resolve_vocabulary(segmenter, vocabulary, config)
+    return RunModel(segmenter, vocab, SegmentFilter.from_settings(config.model, vocab.names))

@@ -1,0 +1,73 @@
+"""`SegmentAndTrack`: the model call, the segment filter and the tracker of one run.
+
+File runs (pipeline.py) and live runs (live_run.py) feed it batches of decoded frames; each
+frame comes out as a `TrackedFrame`, what the store, the overlay and the event feed need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamseg.model.outputs import FrameSegmentation
+from streamseg.model.precision import autocast
+from streamseg.model.segmenter_like import SegmenterLike, segmenter_device
+from streamseg.video.frames import Frame
+from streamseg.video.segments import SegmentFilter, SegmentRow, segment_rows
+from streamseg.video.track import Tracker
+
+
+@dataclass(frozen=True)
+class TrackedFrame:
+    """One frame after filtering and tracking.
+
+    Attributes:
+        frame: the decoded frame (its `source_image` is drawn in an overlay).
+        labels: (H, W) int32 track id per label pixel, 0 = none.
+        rows: the frame's segments-table rows (frame column 0; a block renumbers them).
+        track_names: {track id: class name} of the tracks present.
+    """
+
+    frame: Frame
+    labels: np.ndarray
+    rows: list[SegmentRow]
+    track_names: dict[int, str]
+
+
+@dataclass(frozen=True)
+class SegmentAndTrack:
+    """Segment batches of frames at `label_size` in `precision`, filter, track."""
+
+    segmenter: SegmenterLike
+    tracker: Tracker
+    segment_filter: SegmentFilter
+    names: list[str]  # class names of the vocabulary
+    label_size: tuple[int, int]  # (H, W) of the stored labels
+    precision: str = "fp32"
+
+    def segment(self, frames: Sequence[Frame]) -> list[FrameSegmentation]:
+        """The model's segmentations of `frames` (their `image`), at `label_size`."""
+        with autocast(segmenter_device(self.segmenter), self.precision):
+            return self.segmenter.segment([f.image for f in frames], output_size=self.label_size)
+
+    def track(self, frame: Frame, segmentation: FrameSegmentation) -> TrackedFrame:
+        """Filter one frame's segmentation and step the tracker with it."""
+        segmentation = self.segment_filter(segmentation)
+        result = self.tracker.step(frame.index, segmentation)
+        return TrackedFrame(
+            frame=frame,
+            labels=result.labels,
+            rows=segment_rows(0, segmentation.segments, result),
+            track_names={t: self._name(c) for t, c in result.classes.items()},
+        )
+
+    def _name(self, class_id: int) -> str:
+        return self.names[class_id] if 0 <= class_id < len(self.names) else f"#{class_id}"
+
+    def __call__(self, batches: Iterable[Sequence[Frame]]) -> Iterator[list[TrackedFrame]]:
+        """Each batch segmented and tracked, in order (the tracker state follows each batch)."""
+        for batch in batches:
+            segmentations = self.segment(batch)
+            yield [self.track(f, s) for f, s in zip(batch, segmentations, strict=True)]

@@ -1,0 +1,117 @@
+"""`StoreWriter`: the background thread that writes `StoreBlock`s to a store (and overlay).
+
+The segmenting loop never waits on zarr or the video encoder unless the writer is
+`WRITER_QUEUE` blocks behind; an error in the thread is raised in the loop at its next `put`
+(or at `close`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import numpy as np
+
+from streamseg.video.block import StoreBlock, join_blocks
+from streamseg.video.store import LabelStore
+
+# Blocks waiting for the writer thread (bounded memory).
+WRITER_QUEUE = 2
+
+
+class OverlaySink(Protocol):
+    """An overlay video being written (video/render.py, video/live_overlay.py)."""
+
+    def write(
+        self,
+        image: np.ndarray,
+        labels: np.ndarray | None = None,
+        names: Mapping[int, str] | None = None,
+        pts: int | None = None,
+        time: float | None = None,
+    ) -> None: ...
+
+
+class StoreWriter:
+    """Write blocks to `store` (and `overlay`) in a thread, committing when a block says so.
+
+    Args:
+        store: the open store.
+        overlay: the overlay writer, or None.
+        progress: called from the thread with the frames handed over so far (committed ones
+            included), after each block with frames or a commit.
+    """
+
+    def __init__(
+        self,
+        store: LabelStore,
+        overlay: OverlaySink | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.overlay = overlay
+        self._progress = progress
+        self._frames = store.committed_frames
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[StoreBlock | None] = queue.Queue(maxsize=WRITER_QUEUE)
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, block: StoreBlock | None) -> None:
+        """Queue a block (None: the end); re-raises an error of the thread."""
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self._queue.put(block, timeout=0.1)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    raise RuntimeError("store writer stopped") from self.error
+
+    def close(self) -> None:
+        """Finish the queued work; re-raise a writer error."""
+        with contextlib.suppress(Exception):
+            self.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        # Blocks are kept until their commit and written in one go: one zarr write per
+        # column per commit instead of per block (zarr calls cost milliseconds each). Memory:
+        # at most `commit_frames` label maps.
+        pending: list[StoreBlock] = []
+        try:
+            while True:
+                block = self._queue.get()
+                if block is None:
+                    return
+                pending.append(block)
+                if self.overlay is not None:
+                    for item in block.overlay:
+                        self.overlay.write(
+                            item.image, item.labels, item.track_names, pts=item.pts, time=item.time
+                        )
+                self._frames += block.num_frames
+                if block.commit is not None:
+                    joined = join_blocks(pending)
+                    self.store.write_block(
+                        joined.labels, joined.frames, joined.segments, commit=False
+                    )
+                    pending.clear()
+                    self.store.commit(block.commit.tracker_state, block.commit.facts)
+                if self._progress is not None and (block.num_frames or block.commit is not None):
+                    self._progress(self._frames)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the main thread
+            self.error = error
+            # keep draining so that the producer never blocks on a dead writer
+            while True:
+                try:
+                    if self._queue.get(timeout=0.1) is None:
+                        return
+                except queue.Empty:
+                    continue
