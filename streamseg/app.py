@@ -120,7 +120,7 @@ class DemoApp:
         progress: Callable[..., Any] | None = None,
     ) -> RunResult:
         """One request. Raises UserError with a message for the page."""
-        from streamseg.model.vocab import parse_vocab
+        from streamseg.model.vocab import vocabulary_from_options
 
         if not upload:
             raise UserError("no input: upload a video or an image, or pick an example")
@@ -128,7 +128,9 @@ class DemoApp:
         kind = classify_upload(source, self.settings.max_file_mb * 1e6)
         # An empty class box means the model's default vocabulary (resolved once it is loaded).
         stuff_text = (stuff or "").strip() or None
-        vocabulary = parse_vocab(vocab, stuff_text) if (vocab or "").strip() else None
+        # An empty box is the model's default (the CLI's "no --vocab"), not an empty --vocab.
+        vocab_text = (vocab or "").strip() or None
+        vocabulary = vocabulary_from_options(vocab_text, None, stuff_text if vocab_text else None)
         if vocabulary is not None and len(vocabulary) > self.settings.max_classes:
             raise UserError(
                 f"classes: {len(vocabulary)} given, this app allows at most "

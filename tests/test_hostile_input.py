@@ -51,7 +51,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     (root / "panoptic.json").write_text(json.dumps(panoptic))
     (root / "results.json").write_text("[]")
+    make_blob_video(root / "v.mp4", frames=4)
+    (root / "classes.txt").write_text("cat\ndog\n")
     return root
+
+
+def _run_with(*extra: str) -> Callable[[Path], list[str]]:
+    """`streamseg run v.mp4 --out o.zarr EXTRA...` in the workspace ({r} = its path)."""
+    return lambda r: ["run", f"{r}/v.mp4", "--out", f"{r}/o.zarr", *(e.format(r=r) for e in extra)]
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,30 @@ CASES = [
         "panoptic.json",
         "COCO panoptic",
     ),
+    # Options: checked before anything is created (no store is left "running").
+    *(
+        Case(f"run {' '.join(extra)}", _run_with(*extra), names, problem)
+        for extra, names, problem in (
+            (("--stride", "0"), "--stride", "at least 1"),
+            (("--start", "5", "--end", "1"), "--end", "later than --start"),
+            (("--max-frames", "0"), "--max-frames", "at least 1"),
+            (("--score-threshold", "nan"), "--score-threshold", "[0, 1]"),
+            (("--vocab", ""), "--vocab", "empty"),
+            (("--vocab", "cat", "--vocab-file", "{r}/classes.txt"), "--vocab-file", "at most one"),
+            (("--vocab-file", "{r}/classes.txt", "--stuff", "sky"), "sky", "--stuff"),
+            (("--stuff", "sky"), "--stuff", "--vocab"),
+            (("--overlay", "{r}/noext"), "noext", ".mp4"),
+        )
+    ),
+    Case(
+        "image --stuff not in --vocab-file",
+        lambda r: [
+            "image", f"{r}/v.mp4", "--out", f"{r}/img", "--vocab-file", f"{r}/classes.txt",
+            "--stuff", "sky",
+        ],
+        "sky",
+        "--stuff",
+    ),
 ]  # fmt: skip
 
 
@@ -99,6 +130,7 @@ def test_one_line_and_exit_2(
     assert len(lines) == 1 and "Traceback" not in err, err
     assert case.names in lines[0] and case.problem in lines[0], lines[0]
     assert {p: p.read_bytes() for p in workspace.rglob("*") if p.is_file()} == before
+    assert not (workspace / "o.zarr").exists() and not (workspace / "img").exists()
 
 
 def test_info_into_a_closed_pipe_has_no_traceback(tmp_path: Path) -> None:

@@ -127,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     if config.render.overlay:
         raise UserError(f"{args.pipeline}: [render] overlay is not supported by batch")
+    if args.scheduler is None:
+        # Local workers see this machine's files: a model that cannot load fails here, once.
+        from streamseg.model.load import check_model
+
+        check_model(config.model.name, config.model.clip_weights)
     spec = RunSpec(config=config)
     with open_client(
         args.scheduler,

@@ -95,16 +95,9 @@ def _read(path: Path):  # noqa: ANN202 - numpy array
 
 def _vocabulary(args: argparse.Namespace) -> Any:
     """The vocabulary the flags give, or None (then the model's default applies)."""
-    from streamseg.errors import UserError
-    from streamseg.model.vocab import load_vocab_file, parse_vocab
+    from streamseg.model.vocab import vocabulary_from_options
 
-    if args.vocab is not None and args.vocab_file is not None:
-        raise UserError("give at most one of --vocab and --vocab-file")
-    if args.vocab is None and args.vocab_file is None:
-        return None
-    if args.vocab_file is not None:
-        return load_vocab_file(args.vocab_file, stuff=args.stuff)
-    return parse_vocab(args.vocab, stuff=args.stuff)
+    return vocabulary_from_options(args.vocab, args.vocab_file, args.stuff)
 
 
 def load_segmenter(model: str | None, clip_weights: str | None, device: str) -> Any:

@@ -75,6 +75,13 @@ def build_config(args: argparse.Namespace) -> Any:
     from streamseg.config import RunConfig, load_run_config
 
     config = load_run_config(args.pipeline) if args.pipeline else RunConfig()
+    if args.vocab is not None or args.vocab_file is not None:
+        # A vocabulary flag replaces the preset's vocabulary, whichever form each uses;
+        # both flags at once are refused by the one resolver (model/vocab.py).
+        import dataclasses
+
+        model = dataclasses.replace(config.model, vocab=None, vocab_file=None)
+        config = dataclasses.replace(config, model=model)
     keep = None
     if args.keep:
         keep = tuple(name.strip() for name in args.keep.split(",") if name.strip())

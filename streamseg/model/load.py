@@ -63,3 +63,22 @@ def load_segmenter(
             clip_weights=resolved.clip_weights,
             device=device,
         )
+
+
+def check_model(model: str | Path | None = None, clip_weights: str | Path | None = None) -> None:
+    """Raise the loader's `UserError` for a model that cannot load here, without building it.
+
+    `streamseg batch` calls this before it starts workers, so a registry entry that was never
+    fetched is one line and exit 2, not one failed task per video.
+    """
+    from streamseg.errors import UserError
+    from streamseg.model.embedded import find_model_folder
+
+    name = str(model) if model is not None else DEFAULT_MODEL
+    resolved = resolve_model(name, str(clip_weights) if clip_weights is not None else None)
+    if Path(resolved.name_or_path).exists() or name in PRESETS or find_model_folder(name):
+        return
+    raise UserError(
+        f"{name}: no such file or folder, and not a model name "
+        f"(presets: {', '.join(sorted(PRESETS))})"
+    )

@@ -344,3 +344,32 @@ def seen_classes(vocabulary: Vocabulary, train_synonyms: set[str]) -> Tensor:
         [any(s in train_synonyms for s in c.synonyms) for c in vocabulary.classes],
         dtype=torch.bool,
     )
+
+
+def vocabulary_from_options(
+    vocab: str | None, vocab_file: str | Path | None, stuff: str | None
+) -> Vocabulary | None:
+    """The one reading of `--vocab` / `--vocab-file` / `--stuff`, for every command.
+
+    Returns:
+        The vocabulary the options give, or None when neither `--vocab` nor `--vocab-file`
+        is given (then the model's default vocabulary applies).
+
+    Raises:
+        UserError: both given; an empty `--vocab`; `--stuff` without a vocabulary to apply to;
+            a `--stuff` name that is not in the vocabulary; unreadable files.
+    """
+    if vocab is not None and vocab_file is not None:
+        raise UserError("give at most one of --vocab and --vocab-file")
+    if vocab_file is not None:
+        return load_vocab_file(vocab_file, stuff=stuff)
+    if vocab is not None:
+        if not vocab.strip():
+            raise UserError(
+                "--vocab: empty; name the classes (e.g. --vocab 'person,dog' or coco), or leave "
+                "it out for the model's own default classes"
+            )
+        return parse_vocab(vocab, stuff=stuff)
+    if stuff is not None and stuff.strip():
+        raise UserError("--stuff: names classes of --vocab or --vocab-file; give one of them")
+    return None

@@ -20,12 +20,47 @@ if TYPE_CHECKING:
 
 
 def check_run_settings(config: RunConfig) -> None:
-    """UserError for settings no run can use (batch size, label scale)."""
-    if config.model.batch_size < 1:
-        raise UserError(f"--batch-size: must be at least 1, got {config.model.batch_size}")
-    scale = config.store.label_scale
+    """UserError for settings no run can use, before anything is created or loaded.
+
+    Every option is checked here, so a bad one never leaves a store marked "running" or
+    a model loaded for nothing; the vocabulary options are read (not yet set) to fail early.
+    """
+    import math
+
+    from streamseg.model.vocab import vocabulary_from_options
+
+    model, decode, store = config.model, config.decode, config.store
+    if model.batch_size < 1:
+        raise UserError(f"--batch-size: must be at least 1, got {model.batch_size}")
+    scale = store.label_scale
     if not 0 < scale <= 1:
         raise UserError(f"--label-scale: must be in (0, 1], got {scale}")
+    if model.precision not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"--precision: must be fp32, bf16 or fp16, got {model.precision!r}")
+    if not (math.isfinite(model.score_threshold) and 0 <= model.score_threshold <= 1):
+        raise UserError(f"--score-threshold: must be in [0, 1], got {model.score_threshold}")
+    if model.min_area < 0:
+        raise UserError(f"--min-area: must be 0 or more, got {model.min_area}")
+    if decode.stride < 1:
+        raise UserError(f"--stride: must be at least 1, got {decode.stride}")
+    for flag, value in (("--start", decode.start), ("--end", decode.end)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{flag}: must be a number of seconds, 0 or more, got {value}")
+    if decode.start is not None and decode.end is not None and decode.end <= decode.start:
+        raise UserError(f"--end ({decode.end}) must be later than --start ({decode.start})")
+    if decode.max_frames is not None and decode.max_frames < 1:
+        raise UserError(f"--max-frames: must be at least 1, got {decode.max_frames}")
+    if decode.queue_size < 1:
+        raise UserError(f"[decode] queue_size: must be at least 1, got {decode.queue_size}")
+    if store.commit_frames < 1:
+        raise UserError(f"[store] commit_frames: must be at least 1, got {store.commit_frames}")
+    if store.table_chunk < 1:
+        raise UserError(f"[store] table_chunk: must be at least 1, got {store.table_chunk}")
+    if store.frames_per_shard < 0:
+        raise UserError(
+            f"[store] frames_per_shard: must be 0 or more, got {store.frames_per_shard}"
+        )
+    vocabulary_from_options(model.vocab, model.vocab_file, model.stuff)
 
 
 def overlay_output(overlay: str | Path | None, config: RunConfig) -> Path | None:
@@ -51,15 +86,11 @@ def resolve_vocabulary(segmenter: SegmenterLike, vocabulary: Any, config: RunCon
     Raises:
         UserError: no vocabulary anywhere.
     """
+    from streamseg.model.vocab import vocabulary_from_options
+
     settings = config.model
-    if vocabulary is None and settings.vocab_file:
-        from streamseg.model.vocab import load_vocab_file
-
-        vocabulary = load_vocab_file(settings.vocab_file)
-    if vocabulary is None and settings.vocab:
-        from streamseg.model.vocab import parse_vocab
-
-        vocabulary = parse_vocab(settings.vocab, settings.stuff)
+    if vocabulary is None:
+        vocabulary = vocabulary_from_options(settings.vocab, settings.vocab_file, settings.stuff)
     if vocabulary is None and segmenter.vocabulary is None:
         # No --vocab: the model's own default (weights/shapes-tiny names "shapes"), through the
         # same resolver as `streamseg image` and the app.
