@@ -91,30 +91,19 @@ def score_images(
         {"<category id>": {"pq", "sq", "rq"}}} (fractions; a group with no occurring class has
         None values).
     """
-    from streamseg.eval.formats import (
-        pair_coco_panoptic,
-        read_categories,
-        read_json,
-        segments_by_id,
-    )
+    from streamseg.eval.formats import read_panoptic_images
     from streamseg.eval.panoptic import PanopticQuality
-    from streamseg.panoptic_png import read_panoptic_png
 
-    gt_data = read_json(gt_json)
-    pred_data = read_json(pred_json)
-    categories = read_categories(gt_data, gt_json)
+    categories, images = read_panoptic_images(gt_json, gt_dir, pred_json, pred_dir)
     metric = PanopticQuality(categories)
-    for pair in pair_coco_panoptic(gt_data, gt_json, pred_data, pred_json):
-        gt_png = Path(gt_dir) / pair.gt["file_name"]
-        pred_png = Path(pred_dir) / pair.pred["file_name"]
-        gt_ids = read_panoptic_png(gt_png)
+    for image in images:
         metric.update(
-            gt_ids,
-            segments_by_id(pair.gt, gt_json),
-            read_panoptic_png(pred_png, size=gt_ids.shape),
-            segments_by_id(pair.pred, pred_json),
-            gt_name=str(gt_png),
-            pred_name=str(pred_png),
+            image.gt_ids,
+            image.gt_segments,
+            image.pred_ids,
+            image.pred_segments,
+            gt_name=image.gt_name,
+            pred_name=image.pred_name,
         )
     report = metric.result()
     return {

@@ -104,6 +104,51 @@ def pair_coco_panoptic(
 
 
 @dataclass(frozen=True)
+class PanopticImage:
+    """One image of a COCO-panoptic prediction and its ground truth, read from the PNGs."""
+
+    gt_ids: Any  # (H, W) uint32 segment ids
+    gt_segments: dict[int, dict[str, Any]]  # segment id -> segments_info entry
+    pred_ids: Any  # (H, W) uint32, resized to the ground truth's size if needed
+    pred_segments: dict[int, dict[str, Any]]
+    gt_name: str  # the PNG files, for messages
+    pred_name: str
+
+
+def read_panoptic_images(
+    gt_json: str | Path, gt_dir: str | Path, pred_json: str | Path, pred_dir: str | Path
+) -> tuple[dict[int, dict[str, Any]], Iterator[PanopticImage]]:
+    """The ground truth's categories, and its images paired with the predictions, read one
+    at a time (the loop every COCO-panoptic metric runs: PQ, mIoU, seen/unseen PQ).
+
+    Both JSON files are read and paired before the first image is yielded, so a missing
+    prediction fails before any PNG is decoded.
+    """
+    from streamseg.panoptic_png import read_panoptic_png
+
+    gt_data = read_json(gt_json)
+    pred_data = read_json(pred_json)
+    categories = read_categories(gt_data, gt_json)
+    pairs = pair_coco_panoptic(gt_data, gt_json, pred_data, pred_json)
+
+    def images() -> Iterator[PanopticImage]:
+        for pair in pairs:
+            gt_png = Path(gt_dir) / pair.gt["file_name"]
+            pred_png = Path(pred_dir) / pair.pred["file_name"]
+            gt_ids = read_panoptic_png(gt_png)
+            yield PanopticImage(
+                gt_ids=gt_ids,
+                gt_segments=segments_by_id(pair.gt, gt_json),
+                pred_ids=read_panoptic_png(pred_png, size=gt_ids.shape),
+                pred_segments=segments_by_id(pair.pred, pred_json),
+                gt_name=str(gt_png),
+                pred_name=str(pred_png),
+            )
+
+    return categories, images()
+
+
+@dataclass(frozen=True)
 class VideoFrames:
     """One video: its id and its per-frame annotations (`file_name`, `segments_info`)."""
 

@@ -151,37 +151,23 @@ def evaluate_panoptic_as_semantic(
 ) -> dict[str, Any]:
     """mIoU from COCO-panoptic inputs: classes = the ground truth's categories in file order
     (per_class_iou keyed by category id)."""
-    from streamseg.eval.formats import (
-        pair_coco_panoptic,
-        read_categories,
-        read_json,
-        segments_by_id,
-    )
-    from streamseg.panoptic_png import read_panoptic_png
+    from streamseg.eval.formats import read_panoptic_images
 
-    gt_data = read_json(gt_json)
-    pred_data = read_json(pred_json)
-    categories = read_categories(gt_data, gt_json)
+    categories, images = read_panoptic_images(gt_json, gt_dir, pred_json, pred_dir)
     class_index = {cid: i for i, cid in enumerate(categories)}
     if ignore_label < len(class_index):
         raise UserError(f"--ignore: {ignore_label} is a class index (use >= {len(class_index)})")
     metric = SemanticConfusion(len(class_index), ignore_label)
-    for pair in pair_coco_panoptic(gt_data, gt_json, pred_data, pred_json):
-        gt_png = Path(gt_dir) / pair.gt["file_name"]
-        pred_png = Path(pred_dir) / pair.pred["file_name"]
-        gt_ids = read_panoptic_png(gt_png)
-        pred_ids = read_panoptic_png(pred_png, size=gt_ids.shape)
-        pred_segments = segments_by_id(pair.pred, pred_json)
-        for sid, info in pred_segments.items():
+    for image in images:
+        for sid, info in image.pred_segments.items():
             if int(info["category_id"]) not in class_index:
                 raise UserError(
-                    f"{pred_png}: segment id {sid} has unknown category id {info['category_id']}"
+                    f"{image.pred_name}: segment id {sid} has unknown category id "
+                    f"{info['category_id']}"
                 )
-        gt = panoptic_to_semantic(
-            gt_ids, segments_by_id(pair.gt, gt_json), class_index, ignore_label
-        )
-        pred = panoptic_to_semantic(pred_ids, pred_segments, class_index, ignore_label)
-        metric.update(gt, pred, name=str(pred_png))
+        gt = panoptic_to_semantic(image.gt_ids, image.gt_segments, class_index, ignore_label)
+        pred = panoptic_to_semantic(image.pred_ids, image.pred_segments, class_index, ignore_label)
+        metric.update(gt, pred, name=image.pred_name)
     result = metric.result()
     ids = list(categories)
     result["per_class_iou"] = {str(ids[int(k)]): v for k, v in result["per_class_iou"].items()}
