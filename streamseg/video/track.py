@@ -16,24 +16,31 @@ Decisions (documented in docs/FORMATS.md):
   ("dog"/"puppy") for the same object, and the track's class is a vote anyway.
 - IoU is taken against the track's last seen mask, so an object hidden for a few frames is
   matched where it disappeared (plus its appearance embedding wherever it reappears).
+  Those masks are labels in the run-length maps of the frames they were seen in
+  (`video/last_masks.py`): one joint count per such frame gives the overlaps of all its tracks
+  with all segments, at a cost in runs rather than in pixels times tracks.
 - Age counts processed frames, not frame indices: with `--stride` or live frame drops, a frame
   that was never processed cannot make a track older.
 - A track's class is the score-weighted vote over its segments (ties: lowest class id).
 
 `Tracker.state` is a small JSON-able dataclass (masks as COCO RLE) so that a killed run resumes
-with exactly the tracker it had.
+with exactly the tracker it had. The RLE of a mask is made when the state is read, not per
+frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamseg.config import TrackerConfig
 from streamseg.model.outputs import FrameSegmentation
-from streamseg.video.rle import counts_to_mask, mask_to_counts
+from streamseg.video.label_runs import expand_runs, label_runs
+from streamseg.video.last_masks import LastMasks
 
 
 @dataclass
@@ -99,6 +106,30 @@ class TrackerState:
         return cls(**data, tracks=tracks)
 
 
+class TrackerSnapshot:
+    """The tracker's state at one moment, serialized only when asked (`Tracker.snapshot`).
+
+    Taking one copies each track's small fields; the RLE of the masks that changed since the
+    state was last read, and the JSON, are made by the first `to_json`. A run that keeps a
+    snapshot per batch and writes the state at commits pays for RLE and JSON at commits only.
+    """
+
+    def __init__(self, state: TrackerState, owed: dict[int, Callable[[], list[int]]]):
+        self._state = state
+        self._owed = owed  # track id -> its mask's counts, for tracks whose RLE is stale
+        self._json: str | None = None
+
+    def to_json(self) -> str:
+        """What `tracker.state.to_json()` gave when the snapshot was taken."""
+        if self._json is None:
+            for track in self._state.tracks:
+                if track.id in self._owed:
+                    track.mask_counts = self._owed[track.id]()
+            self._json = self._state.to_json()
+            self._owed = {}
+        return self._json
+
+
 @dataclass(frozen=True)
 class TrackResult:
     """Output of one `Tracker.step`.
@@ -117,7 +148,8 @@ class TrackResult:
 def mask_iou_with_panoptic(
     masks: list[np.ndarray], panoptic: np.ndarray, segment_ids: np.ndarray
 ) -> np.ndarray:
-    """IoU of each mask with each segment of a panoptic map.
+    """IoU of each mask with each segment of a panoptic map (the tracker uses
+    `LastMasks.iou`, which gives the same numbers without a boolean mask per track).
 
     Args:
         masks: K masks, each (H, W) bool.
@@ -174,15 +206,17 @@ class Tracker:
             result = tracker.step(index, seg)   # result.labels: (H, W) int32 track ids
         saved = tracker.state.to_json()
         # later: Tracker(config, TrackerState.from_json(saved))
+        snapshot = tracker.snapshot()   # cheap per batch; snapshot.to_json() only at commits
     """
 
     def __init__(self, config: TrackerConfig | None = None, state: TrackerState | None = None):
         self.config = config or TrackerConfig()
         self._state = TrackerState() if state is None else state
         # Last masks of the live tracks; the state's RLE copies are refreshed only when the
-        # state is read (`state`), not every frame (RLE of a 1080p mask costs milliseconds).
-        self._masks: dict[int, np.ndarray] = {}
-        self._stale: set[int] = set()
+        # state is read (`state`), not every frame. Tracks of a resumed state join
+        # `_last` from their RLE when first matched.
+        self._last = LastMasks()
+        self._stale: set[int] = set()  # tracks whose state RLE is older than their last mask
 
     @property
     def state(self) -> TrackerState:
@@ -190,9 +224,20 @@ class Tracker:
         if self._stale:
             for track in self._state.tracks:
                 if track.id in self._stale:
-                    track.mask_counts = mask_to_counts(self._masks[track.id])
+                    track.mask_counts = self._last.counts(track.id)
             self._stale.clear()
         return self._state
+
+    def snapshot(self) -> TrackerSnapshot:
+        """The current state, cheap to take; `.to_json()` equals `state.to_json()` now, even
+        after more steps."""
+        state = self._state
+        # Steps replace a track's embedding, size and mask_counts lists but update votes in
+        # place: only votes need a copy.
+        tracks = [dataclasses.replace(t, votes=dict(t.votes)) for t in state.tracks]
+        frozen = TrackerState(state.next_id, state.steps, dict(state.stuff_ids), tracks)
+        owed = {track_id: self._last.deferred_counts(track_id) for track_id in self._stale}
+        return TrackerSnapshot(frozen, owed)
 
     def class_of(self, track_id: int) -> int | None:
         """Voted class of a live track (None if unknown or ended)."""
@@ -215,6 +260,7 @@ class Tracker:
         state = self._state
         config = self.config
         panoptic = np.asarray(segmentation.panoptic)
+        current = label_runs(panoptic)  # the frame's one pass over its pixels
         segments = segmentation.segments
         count = len(segments)
         embeddings = np.asarray(segmentation.embeddings, np.float32)
@@ -239,8 +285,10 @@ class Tracker:
         live = [t for t in state.tracks if t.is_thing]
         if live and things:
             seg_ids = np.array([segments[i].id for i in things], np.int64)
-            masks = [self._mask(t, panoptic.shape) for t in live]
-            iou = mask_iou_with_panoptic(masks, panoptic, seg_ids)
+            for track in live:
+                if track.id not in self._last:
+                    self._last.adopt(track.id, track.size, track.mask_counts, track.last_step)
+            iou = self._last.iou([t.id for t in live], current, seg_ids)
             track_emb = _stack_embeddings(live, embeddings.shape[1])
             differs = np.array(
                 [[t.class_id != segments[i].class_id for i in things] for t in live], bool
@@ -256,9 +304,9 @@ class Tracker:
                 state.next_id += 1
 
         # Update (or create) the tracks of this frame's segments.
+        frame_key = self._last.add_frame(current, state.steps)
         for i, segment in enumerate(segments):
             track_id = int(track_ids[i])
-            mask = panoptic == segment.id
             track = by_id.get(track_id)
             embedding = embeddings[i] if embeddings.shape[1] else None
             if track is None:
@@ -289,37 +337,36 @@ class Tracker:
             track.last_step = state.steps
             track.hits += 1
             track.size = list(panoptic.shape)
-            self._masks[track_id] = mask
+            # Several stuff segments of one class: the last one is the track's mask.
+            self._last.point(track_id, frame_key, segment.id)
             self._stale.add(track_id)
 
         # End thing tracks unseen for more than max_age processed frames.
         kept = []
         for track in state.tracks:
             if track.is_thing and state.steps - track.last_step > config.max_age:
-                self._masks.pop(track.id, None)
+                self._last.forget(track.id)
                 self._stale.discard(track.id)
                 continue
             kept.append(track)
         state.tracks = kept
+        # Frames older than any live thing track's are pointed at by stuff tracks only (never
+        # matched by IoU): their masks go to the state's RLE now, so that at most max_age + 1
+        # frames stay in memory however long the video.
+        owed = self._last.release(state.steps - config.max_age, self._stale)
+        for track in state.tracks:
+            if track.id in owed:
+                track.mask_counts = owed[track.id]
+                self._stale.discard(track.id)
         state.steps += 1
 
-        lut = np.zeros(
-            max(int(panoptic.max()), max((s.id for s in segments), default=0)) + 1, np.int32
-        )
+        top = int(current.values.max()) if current.values.size else 0
+        lut = np.zeros(max(top, max((s.id for s in segments), default=0)) + 1, np.int32)
         for i, segment in enumerate(segments):
             lut[segment.id] = track_ids[i]
-        labels = lut[panoptic] if panoptic.size else np.zeros(panoptic.shape, np.int32)
+        labels = expand_runs(current, lut)
         classes = {int(t): by_id[int(t)].class_id for t in track_ids}
-        return TrackResult(labels=labels.astype(np.int32), track_ids=track_ids, classes=classes)
-
-    def _mask(self, track: TrackState, shape: tuple[int, ...]) -> np.ndarray:
-        mask = self._masks.get(track.id)
-        if mask is None:
-            mask = counts_to_mask(track.mask_counts, track.size[0], track.size[1])
-            self._masks[track.id] = mask
-        if mask.shape != tuple(shape):
-            return np.zeros(shape, bool)  # another label size: position unknown
-        return mask
+        return TrackResult(labels=labels, track_ids=track_ids, classes=classes)
 
 
 def _stack_embeddings(tracks: list[TrackState], dim: int) -> np.ndarray:
