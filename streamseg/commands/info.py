@@ -1,9 +1,11 @@
-"""`streamseg info STORE`: what a label store holds (frames, tracks, classes with counts)."""
+"""`streamseg info STORE`: what a label store holds (frames, tracks, classes with counts);
+`streamseg info --check STORE`: whether it is intact (every chunk read, every problem listed)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 HELP = "summarize a label store: frames done, tracks, classes with counts"
 
@@ -11,6 +13,11 @@ HELP = "summarize a label store: frames done, tracks, classes with counts"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="a .zarr store written by `streamseg run`")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="verify the whole store (read every chunk); list each problem, exit 2 if damaged",
+    )
 
 
 def store_summary(path: str) -> dict[str, object]:
@@ -48,7 +55,26 @@ def store_summary(path: str) -> dict[str, object]:
     }
 
 
+def check(path: str, as_json: bool) -> int:
+    """`info --check`: the problems on stderr, one a line, as the CLI prints errors (exit 2),
+    or what was verified (exit 0)."""
+    from streamseg.video.store_check import check_store
+
+    result = check_store(path)
+    if as_json:
+        print(result.to_json())
+    elif result.ok:
+        print(f"{path}: ok")
+        for fact in result.facts:
+            print(f"  {fact}")
+    for problem in result.problems:
+        print(f"streamseg info: error: {path}: damaged store: {problem}", file=sys.stderr)
+    return 0 if result.ok else 2
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return check(args.store, args.json)
     summary = store_summary(args.store)
     if args.json:
         print(json.dumps(summary))

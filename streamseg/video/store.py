@@ -16,6 +16,12 @@ pipeline's batch) into the arrays, then replaces `progress.json` atomically (tem
 Arrays may hold more than that after a crash (zarr grows the shape first; a SIGKILL mid-block
 leaves rows that were never committed): only `progress.json` is trusted. Resuming truncates
 every array to the committed counts and continues from there; readers never look past them.
+
+Damage (a deleted progress.json, a missing or truncated chunk file): zarr reads a missing chunk
+as zeros, so opening a store, to read or to resume it, checks the commit record against the
+arrays and the files that the committed rows need (store_commit.py), and a chunk that cannot
+be decoded is named in the error; `streamseg info --check` reads everything (store_check.py).
+The schema's names live in store_schema.py.
 """
 
 from __future__ import annotations
@@ -24,107 +30,74 @@ import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.video.store_commit import (
+    intact_commit,
+    load_progress,
+    read_rows,
+    store_problems,
+    undecodable_tables,
+)
+from streamseg.video.store_damage import DamagedStore
+from streamseg.video.store_schema import (
+    ATTRS_KEY,
+    EMPTY_CHUNKS_KEY,
+    FRAME_COLUMNS,
+    PROGRESS_FILE,
+    SCHEMA_VERSION,
+    SEGMENT_COLUMNS,
+    TRACK_COLUMNS,
+    Progress,
+    is_store,
+    read_progress,
+)
 
-SCHEMA_VERSION = 1
-ATTRS_KEY = "streamseg"
-PROGRESS_FILE = "progress.json"
+# The schema's names are part of this module's interface (older imports, other tools).
+__all__ = [
+    "ATTRS_KEY",
+    "DEFAULT_FRAMES_PER_SHARD",
+    "EMPTY_CHUNKS_KEY",
+    "FRAME_COLUMNS",
+    "PROGRESS_FILE",
+    "SCHEMA_VERSION",
+    "SEGMENT_COLUMNS",
+    "TRACK_COLUMNS",
+    "DamagedStore",
+    "LabelStore",
+    "Progress",
+    "StoreReader",
+    "is_store",
+    "open_store",
+    "read_progress",
+    "store_status",
+    "summarize_tracks",
+]
+
 # Label frames per shard file, as `StoreSettings.frames_per_shard` (stores written by other
 # tools - stitching, benchmarks - get the format of `streamseg run` by default).
 DEFAULT_FRAMES_PER_SHARD = 64
 
-FRAME_COLUMNS: dict[str, str] = {
-    "index": "int64",  # frame number in the source (counting every decoded frame)
-    "pts": "int64",  # presentation timestamp in the stream time base (-1 = none)
-    "time": "float64",  # seconds (pts x time base)
-    "keyframe": "uint8",
-    "corrupt": "uint8",  # decoder flagged the frame as damaged
-    "segment_start": "int64",  # first row of this frame in segments
-    "segment_count": "int32",  # rows of this frame in segments
-}
-SEGMENT_COLUMNS: dict[str, str] = {
-    "frame": "int64",  # row in frames / labels (not the source index)
-    "track_id": "int32",
-    "class_id": "int32",  # this frame's class (the track's voted class is in tracks)
-    "score": "float32",
-    "area": "int64",  # pixels in the stored label map
-    "bbox_x": "int32",
-    "bbox_y": "int32",
-    "bbox_w": "int32",
-    "bbox_h": "int32",
-    "is_thing": "uint8",
-}
-TRACK_COLUMNS: dict[str, str] = {
-    "track_id": "int32",
-    "class_id": "int32",  # score-weighted vote over the track's segments
-    "is_thing": "uint8",
-    "first_frame": "int64",  # row in frames
-    "last_frame": "int64",
-    "frames": "int64",  # frames with a segment of the track
-    "score": "float32",  # mean segment score
-}
-
-
-@dataclass(frozen=True)
-class Progress:
-    """The commit record (progress.json)."""
-
-    frames: int = 0
-    segments: int = 0
-    tracker: str | None = None  # TrackerState JSON after the last committed frame
-    extra: dict[str, Any] | None = None  # e.g. decode counters
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "frames": self.frames,
-                "segments": self.segments,
-                "tracker": self.tracker,
-                "extra": self.extra or {},
-            }
-        )
-
-
-def read_progress(path: str | Path) -> Progress:
-    """The committed counts of a store (zeros if it has none yet)."""
-    file = Path(path) / PROGRESS_FILE
-    if not file.is_file():
-        return Progress()
-    data = json.loads(file.read_text())
-    return Progress(
-        frames=int(data["frames"]),
-        segments=int(data["segments"]),
-        tracker=data.get("tracker"),
-        extra=data.get("extra") or {},
-    )
-
-
-def is_store(path: str | Path) -> bool:
-    """True if `path` is a streamseg store (a zarr group with our attributes)."""
-    meta = Path(path) / "zarr.json"
-    if not meta.is_file():
-        return False
-    try:
-        data = json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return False
-    return ATTRS_KEY in data.get("attributes", {})
-
 
 def store_status(path: str | Path) -> int | None:
-    """Frames of a finished store at `path`; None if missing, unfinished or not a store."""
+    """Frames of a finished store at `path`; None if missing, unfinished, not a store, or its
+    commit record is damaged (a rerun then says what is wrong)."""
     if not is_store(path):
         return None
     attrs = json.loads((Path(path) / "zarr.json").read_text())["attributes"][ATTRS_KEY]
     if attrs.get("status") != "done":
         return None
-    return int(read_progress(path).frames)
+    try:
+        progress = load_progress(path, attrs)
+    except DamagedStore:
+        return None
+    if "frames" in attrs and int(attrs["frames"]) != progress.frames:
+        return None
+    return int(progress.frames)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -154,7 +127,10 @@ class LabelStore:
     def _array(self, name: str) -> Any:
         """The array at `name` ("labels", "frames/index", ...), opened once per writer."""
         if name not in self._arrays:
-            self._arrays[name] = self._group[name]
+            # Chunks of zeros are stored too (zarr skips them by default): a missing file then
+            # means damage, never "all zeros" (EMPTY_CHUNKS_KEY).
+            array = self._group[name].with_config({"write_empty_chunks": True})
+            self._arrays[name] = array
         return self._arrays[name]
 
     # ------------------------------------------------------------------ opening
@@ -212,6 +188,7 @@ class LabelStore:
             "identity": identity,
             "label_size": list(label_size),
             "status": "running",
+            EMPTY_CHUNKS_KEY: True,
         }
         group.attrs[ATTRS_KEY] = meta
         progress = Progress()
@@ -239,7 +216,7 @@ class LabelStore:
                 f"{path}: store was made from {what} (differs in: {', '.join(differing)}); "
                 "use --overwrite to replace it or choose another --out"
             )
-        progress = read_progress(path)
+        progress = intact_commit(path, group, meta)
         done = meta.get("status") == "done"
         store = cls(path, group, progress, done=done)
         if not done:
@@ -326,11 +303,11 @@ class LabelStore:
         self._written = (self.progress.frames, self.progress.segments)
         reader = StoreReader(self.path)
         tracks = summarize_tracks(reader.segments)
-        group = self._group["tracks"]
         for name, dtype in TRACK_COLUMNS.items():
-            group[name].resize((len(tracks[name]),))
+            array = self._array(f"tracks/{name}")
+            array.resize((len(tracks[name]),))
             if len(tracks[name]):
-                group[name][:] = np.asarray(tracks[name], dtype)
+                array[:] = np.asarray(tracks[name], dtype)
         self.update_attrs(
             **attrs,
             status="done",
@@ -448,7 +425,14 @@ class StoreReader:
             raise UserError(f"{self.path}: not a streamseg store")
         self._group = zarr.open_group(str(self.path), mode="r")
         self.attrs: dict[str, Any] = dict(self._group.attrs[ATTRS_KEY])
-        progress = read_progress(self.path)
+        progress = load_progress(self.path, self.attrs)
+        # Cheap (no chunk decoded): a missing file would otherwise read as zeros, exit 0.
+        problems = store_problems(self.path, self._group, self.attrs, progress)
+        # The tables are small next to the labels: decoded now, so that no command works on
+        # with a damaged one that it happens not to read.
+        problems = problems or undecodable_tables(self.path, self._group, self.attrs, progress)
+        if problems:
+            raise DamagedStore(self.path, problems)
         self.num_frames = progress.frames
         self.num_segments = progress.segments
         self.progress = progress
@@ -469,20 +453,27 @@ class StoreReader:
     def __len__(self) -> int:
         return self.num_frames
 
+    def _rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows [start, stop) of array `name` (an undecodable chunk is a DamagedStore)."""
+        return read_rows(self.path, self._group, name, start, stop)
+
     def labels(self, frame: int | slice | None = None) -> np.ndarray:
         """Label map(s): `labels(t)` (H, W) int32; `labels(slice)` / `labels()` (F, H, W)."""
-        array = self._group["labels"]
         if frame is None:
             frame = slice(0, self.num_frames)
         if isinstance(frame, slice):
-            start, stop, step = frame.indices(self.num_frames)
-            return np.asarray(array[start:stop:step] if step == 1 else array[start:stop][::step])
+            picked = range(*frame.indices(self.num_frames))
+            if not picked:
+                return np.zeros((0, *self.label_size), np.int32)
+            low = min(picked)
+            rows = self._rows("labels", low, max(picked) + 1)
+            return rows if picked.step == 1 else rows[np.asarray(picked) - low]
         t = int(frame)
         if t < 0:
             t += self.num_frames
         if not 0 <= t < self.num_frames:
             raise IndexError(f"frame {frame} out of range (0..{self.num_frames - 1})")
-        return np.asarray(array[t])
+        return self._rows("labels", t, t + 1)[0]
 
     def iter_labels(self) -> Iterator[np.ndarray]:
         """Label maps one frame at a time (memory of one frame)."""
@@ -490,8 +481,7 @@ class StoreReader:
             yield self.labels(t)
 
     def _table(self, name: str, columns: Mapping[str, str], rows: int) -> dict[str, np.ndarray]:
-        group = self._group[name]
-        return {col: np.asarray(group[col][:rows]) for col in columns}
+        return {col: self._rows(f"{name}/{col}", 0, rows) for col in columns}
 
     @property
     def frames(self) -> dict[str, np.ndarray]:
@@ -532,9 +522,8 @@ class StoreReader:
 
         if not 0 <= row < self.num_segments:
             raise IndexError(f"segment {row} out of range (0..{self.num_segments - 1})")
-        group = self._group["segments"]
-        frame = int(group["frame"][row])
-        track_id = int(group["track_id"][row])
+        frame = int(self._rows("segments/frame", row, row + 1)[0])
+        track_id = int(self._rows("segments/track_id", row, row + 1)[0])
         return encode_mask(self.labels(frame) == track_id)
 
 

@@ -1,0 +1,176 @@
+"""Whether a store keeps the promise of its commit record (cheap checks, on every open).
+
+`load_progress` reads the record strictly; `store_problems` measures the arrays and their files
+against it (store_damage.py, nothing decoded); `undecodable_tables` decodes the tables, which
+are small next to the labels; `read_rows` turns a decoder's error into a DamagedStore that names
+the file; `intact_commit` is all of it for a writer about to resume a store (or to call it
+done). `streamseg info --check` (store_check.py) goes further and decodes everything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamseg.video.store_damage import (
+    DamagedStore,
+    Promise,
+    check_promises,
+    locate_unreadable,
+    read_layout,
+)
+from streamseg.video.store_schema import (
+    EMPTY_CHUNKS_KEY,
+    FRAME_COLUMNS,
+    PROGRESS_FILE,
+    SEGMENT_COLUMNS,
+    TRACK_COLUMNS,
+    Progress,
+)
+
+# What a run on a damaged store says to do.
+START_OVER = "; --overwrite to start over"
+
+
+def load_progress(path: str | Path, attrs: Mapping[str, Any]) -> Progress:
+    """The commit record of the store at `path` (with attributes `attrs`).
+
+    Raises:
+        DamagedStore: the record is missing (but for an unfinished store whose arrays are all
+            still empty: a run stopped before its first commit), unreadable or malformed.
+    """
+    path = Path(path)
+    file = path / PROGRESS_FILE
+    try:
+        text = file.read_bytes()
+    except FileNotFoundError:
+        if attrs.get("status") != "done" and _nothing_written(path):
+            return Progress()
+        raise DamagedStore(path, [f"commit record {PROGRESS_FILE} missing"]) from None
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise DamagedStore(path, [f"commit record {PROGRESS_FILE} unreadable ({reason})"]) from None
+    try:
+        data = json.loads(text)
+        progress = Progress(
+            frames=int(data["frames"]),
+            segments=int(data["segments"]),
+            tracker=data.get("tracker"),
+            extra=dict(data.get("extra") or {}),
+        )
+        if progress.frames < 0 or progress.segments < 0:
+            raise ValueError("negative counts")
+        if progress.tracker is not None and not isinstance(progress.tracker, str):
+            raise ValueError("tracker state is not a string")
+    except KeyError as error:
+        raise DamagedStore(path, [f"commit record {PROGRESS_FILE} has no {error}"]) from None
+    except (ValueError, TypeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DamagedStore(path, [f"commit record {PROGRESS_FILE} unreadable ({reason})"]) from None
+    return progress
+
+
+def _nothing_written(path: Path) -> bool:
+    """True if every array of the store is there and holds no row."""
+    names = ["labels", *(f"frames/{c}" for c in FRAME_COLUMNS)]
+    names += [f"segments/{c}" for c in SEGMENT_COLUMNS]
+    try:
+        return all(read_layout(path, name).shape[0] == 0 for name in names)
+    except DamagedStore:
+        return False
+
+
+def store_problems(
+    path: str | Path, group: Any, attrs: Mapping[str, Any], progress: Progress
+) -> list[str]:
+    """What is wrong with a store against its commit record: array lengths and the files that
+    the committed rows need (see store_damage.py). Empty = intact; no chunk is decoded."""
+    path = Path(path)
+    done = attrs.get("status") == "done"
+    problems: list[str] = []
+    if done:
+        for key, value in (("frames", progress.frames), ("segments", progress.segments)):
+            if key in attrs and int(attrs[key]) != value:
+                problems.append(
+                    f"commit record {PROGRESS_FILE} says {value} {key}, the finished store "
+                    f"{attrs[key]}"
+                )
+        if problems:
+            return problems  # the arrays measured against a wrong record would only echo it
+    for table in ("frames", "segments", "tracks"):
+        if not (path / table / "zarr.json").is_file():
+            problems.append(f"{table} metadata {table}/zarr.json missing")
+    # A store that skipped chunks of zeros only promises the files it knows to hold data.
+    complete = bool(attrs.get(EMPTY_CHUNKS_KEY))
+    skip = None if complete else np.zeros(0, np.int64)
+    tables = [Promise(f"frames/{c}", progress.frames, done, skip) for c in FRAME_COLUMNS]
+    tables += [Promise(f"segments/{c}", progress.segments, done, skip) for c in SEGMENT_COLUMNS]
+    if done and "tracks" in attrs:
+        rows = int(attrs["tracks"])
+        tables += [Promise(f"tracks/{c}", rows, True, skip) for c in TRACK_COLUMNS]
+    problems += check_promises(path, tables)
+    if problems and not complete:
+        return problems  # the labels' needs below come from the frames table
+    stored = None if complete else _labelled_frames(path, group, progress.frames)
+    problems += check_promises(path, [Promise("labels", progress.frames, done, stored)])
+    return problems
+
+
+def _labelled_frames(path: Path, group: Any, frames: int) -> np.ndarray:
+    """Frames with segments, hence with label pixels (for stores that skipped zero chunks)."""
+    counts = read_rows(path, group, "frames/segment_count", 0, frames)
+    return np.flatnonzero(counts > 0)
+
+
+def read_rows(path: Path, group: Any, name: str, start: int, stop: int) -> np.ndarray:
+    """Rows [start, stop) of array `name`; a chunk that cannot be decoded is a DamagedStore
+    naming its file, not a decoder's traceback."""
+    array = group[name]
+    try:
+        return np.asarray(array[start:stop])
+    except Exception:
+        problem = locate_unreadable(path, name, array, start, stop)
+        if problem is None:
+            raise
+        raise DamagedStore(path, [problem]) from None
+
+
+def undecodable_tables(
+    path: Path, group: Any, meta: Mapping[str, Any], progress: Progress
+) -> list[str]:
+    """The table chunks of committed rows that cannot be decoded (all of them are read)."""
+    tables = [(f"frames/{c}", progress.frames) for c in FRAME_COLUMNS]
+    tables += [(f"segments/{c}", progress.segments) for c in SEGMENT_COLUMNS]
+    if meta.get("status") == "done":
+        tables += [(f"tracks/{c}", int(meta.get("tracks", 0))) for c in TRACK_COLUMNS]
+    problems = []
+    for name, rows in tables:
+        try:
+            read_rows(path, group, name, 0, rows)
+        except DamagedStore as damage:
+            problems += damage.problems
+    return problems
+
+
+def intact_commit(path: Path, group: Any, meta: Mapping[str, Any]) -> Progress:
+    """The commit record of a store about to be resumed (or reported "already done"), after
+    checking that everything it commits is there: its files, and its tables decoded (small;
+    a label shard's index is checked, its frames are not decoded). Data past the commit does
+    not matter: resuming drops it.
+
+    Raises:
+        DamagedStore: with the way out (--overwrite); nothing has been written yet.
+    """
+    try:
+        progress = load_progress(path, meta)
+        problems = store_problems(path, group, meta, progress)
+        problems = problems or undecodable_tables(path, group, meta, progress)
+    except DamagedStore as damage:
+        raise DamagedStore(path, damage.problems, START_OVER) from None
+    if problems:
+        raise DamagedStore(path, problems, START_OVER)
+    return progress

@@ -1,0 +1,97 @@
+"""The label store's schema: names, columns and the commit record (docs/FORMATS.md).
+
+Shared by the writer and reader (store.py) and by the checks of a store's integrity
+(store_commit.py, store_check.py), which store.py itself uses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+ATTRS_KEY = "streamseg"
+PROGRESS_FILE = "progress.json"
+# Attribute set on stores whose writer stores chunks of zeros too (zarr skips them by default):
+# in those every committed row has its file, so a missing file is damage, not zeros.
+EMPTY_CHUNKS_KEY = "empty_chunks_written"
+
+FRAME_COLUMNS: dict[str, str] = {
+    "index": "int64",  # frame number in the source (counting every decoded frame)
+    "pts": "int64",  # presentation timestamp in the stream time base (-1 = none)
+    "time": "float64",  # seconds (pts x time base)
+    "keyframe": "uint8",
+    "corrupt": "uint8",  # decoder flagged the frame as damaged
+    "segment_start": "int64",  # first row of this frame in segments
+    "segment_count": "int32",  # rows of this frame in segments
+}
+SEGMENT_COLUMNS: dict[str, str] = {
+    "frame": "int64",  # row in frames / labels (not the source index)
+    "track_id": "int32",
+    "class_id": "int32",  # this frame's class (the track's voted class is in tracks)
+    "score": "float32",
+    "area": "int64",  # pixels in the stored label map
+    "bbox_x": "int32",
+    "bbox_y": "int32",
+    "bbox_w": "int32",
+    "bbox_h": "int32",
+    "is_thing": "uint8",
+}
+TRACK_COLUMNS: dict[str, str] = {
+    "track_id": "int32",
+    "class_id": "int32",  # score-weighted vote over the track's segments
+    "is_thing": "uint8",
+    "first_frame": "int64",  # row in frames
+    "last_frame": "int64",
+    "frames": "int64",  # frames with a segment of the track
+    "score": "float32",  # mean segment score
+}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The commit record (progress.json)."""
+
+    frames: int = 0
+    segments: int = 0
+    tracker: str | None = None  # TrackerState JSON after the last committed frame
+    extra: dict[str, Any] | None = None  # e.g. decode counters
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "frames": self.frames,
+                "segments": self.segments,
+                "tracker": self.tracker,
+                "extra": self.extra or {},
+            }
+        )
+
+
+def read_progress(path: str | Path) -> Progress:
+    """The committed counts of a store (zeros if it has none yet). Lenient, for polling a run
+    from outside; `load_progress` is the strict reading that readers and writers use."""
+    file = Path(path) / PROGRESS_FILE
+    if not file.is_file():
+        return Progress()
+    data = json.loads(file.read_text())
+    return Progress(
+        frames=int(data["frames"]),
+        segments=int(data["segments"]),
+        tracker=data.get("tracker"),
+        extra=data.get("extra") or {},
+    )
+
+
+def is_store(path: str | Path) -> bool:
+    """True if `path` is a streamseg store (a zarr group with our attributes)."""
+    meta = Path(path) / "zarr.json"
+    if not meta.is_file():
+        return False
+    try:
+        data = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return False
+    return ATTRS_KEY in data.get("attributes", {})
