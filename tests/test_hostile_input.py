@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import videos
 from fake_segmenter import make_blob_video
 
 from streamseg.cli import main
@@ -52,6 +53,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "panoptic.json").write_text(json.dumps(panoptic))
     (root / "results.json").write_text("[]")
     make_blob_video(root / "v.mp4", frames=4)
+    videos.make_empty(root / "empty.mp4")
+    videos.make_not_a_video(root / "text.mp4")
+    videos.make_audio_only(root / "audio.m4a")
+    (root / "random.mp4").write_bytes(bytes(range(256)) * 64)
+    (root / "broken.json").write_text('{"annotations": [')
     (root / "classes.txt").write_text("cat\ndog\n")
     return root
 
@@ -59,6 +65,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run_with(*extra: str) -> Callable[[Path], list[str]]:
     """`streamseg run v.mp4 --out o.zarr EXTRA...` in the workspace ({r} = its path)."""
     return lambda r: ["run", f"{r}/v.mp4", "--out", f"{r}/o.zarr", *(e.format(r=r) for e in extra)]
+
+
+def _run_on(name: str) -> Callable[[Path], list[str]]:
+    """`streamseg run NAME --out o.zarr` in the workspace."""
+    return lambda r: ["run", f"{r}/{name}", "--out", f"{r}/o.zarr"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,27 @@ CASES = [
             (("--stuff", "sky"), "--stuff", "--vocab"),
             (("--overlay", "{r}/noext"), "noext", ".mp4"),
         )
+    ),
+    # Cases that already worked before issue 23: kept here so that they stay so.
+    Case("run on a missing file", _run_on("missing.mp4"), "missing.mp4", "no such file"),
+    Case("run on an empty file", _run_on("empty.mp4"), "empty.mp4", "empty"),
+    Case("run on a text file named .mp4", _run_on("text.mp4"), "text.mp4", "not a"),
+    Case("run on random bytes", _run_on("random.mp4"), "random.mp4", "not a"),
+    Case("run on an audio-only file", _run_on("audio.m4a"), "audio.m4a", "no video stream"),
+    Case(
+        "image on a missing file",
+        lambda r: ["image", f"{r}/missing.png", "--out", f"{r}/img"],
+        "missing.png",
+        "no such",
+    ),
+    Case(
+        "eval panoptic with a broken JSON",
+        lambda r: [
+            "eval", "panoptic", "--gt-json", f"{r}/broken.json", "--gt-dir", f"{r}",
+            "--pred-json", f"{r}/broken.json", "--pred-dir", f"{r}",
+        ],
+        "broken.json",
+        "JSON",
     ),
     Case(
         "image --stuff not in --vocab-file",
