@@ -15,6 +15,7 @@ from streamseg.model.outputs import FrameSegmentation
 from streamseg.model.precision import autocast
 from streamseg.model.segmenter_like import SegmenterLike, segmenter_device
 from streamseg.video.frames import Frame
+from streamseg.video.prefetch import prefetch
 from streamseg.video.segments import SegmentFilter, SegmentRow, segment_rows
 from streamseg.video.track import Tracker
 
@@ -66,8 +67,22 @@ class SegmentAndTrack:
     def _name(self, class_id: int) -> str:
         return self.names[class_id] if 0 <= class_id < len(self.names) else f"#{class_id}"
 
-    def __call__(self, batches: Iterable[Sequence[Frame]]) -> Iterator[list[TrackedFrame]]:
-        """Each batch segmented and tracked, in order (the tracker state follows each batch)."""
-        for batch in batches:
-            segmentations = self.segment(batch)
+    def __call__(
+        self, batches: Iterable[Sequence[Frame]], lookahead: int = 1
+    ) -> Iterator[list[TrackedFrame]]:
+        """Each batch segmented and tracked, in order (the tracker state follows each batch).
+
+        Args:
+            lookahead: batches the model may segment ahead, in a thread of its own, while
+                this one is tracked and handed to the store and overlay (torch releases the
+                GIL while it computes, so the two overlap); 0 = one after the other. At most
+                `lookahead` finished batches wait, so memory stays bounded. The tracker only
+                ever runs here, in order, so the output does not depend on it.
+        """
+        segmented: Iterable[tuple[Sequence[Frame], list[FrameSegmentation]]] = (
+            (batch, self.segment(batch)) for batch in batches
+        )
+        if lookahead > 0:
+            segmented = prefetch(segmented, maxsize=lookahead, name="model")
+        for batch, segmentations in segmented:
             yield [self.track(f, s) for f, s in zip(batch, segmentations, strict=True)]
