@@ -3,9 +3,12 @@ later task of the batch."""
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Mapping
 from typing import Any
 
+from streamseg.batch.cluster import SPREAD_DEVICES, WORKER_DEVICE_ENV
 from streamseg.batch.spec import RunSpec
 
 # Per worker process: the segmenters built so far, and how many times a model was built (read
@@ -21,17 +24,31 @@ def model_loads() -> int:
     return _MODEL_LOADS
 
 
+def worker_device(requested: str, environ: Mapping[str, str] | None = None) -> str:
+    """The device this worker loads models on for `--device requested`.
+
+    A GPU worker of the local cluster (batch/cluster.py) is pinned to one GPU and says so in
+    `STREAMSEG_WORKER_DEVICE`: auto and cuda mean that device there, so that a worker whose GPU
+    is missing fails with the loader's error instead of running on the CPU. Elsewhere (other
+    workers, cpu, cuda:N, mps) the requested device as given.
+    """
+    pinned = (os.environ if environ is None else environ).get(WORKER_DEVICE_ENV)
+    return pinned if pinned and requested in SPREAD_DEVICES else requested
+
+
 def cached_segmenter(spec: RunSpec) -> Any:
     """The segmenter of `spec`, built once per process and then reused by every task.
 
-    Keyed by what builds the model (name, CLIP weights, device; or the factory). Only the
-    latest model is kept: a worker serves one batch's settings at a time, and two large
-    models would not fit on one GPU. The vocabulary is set by `run_video` per task (its text
-    classifier is cached in the segmenter and on disk).
+    Keyed by what builds the model (name, CLIP weights, this worker's device for the
+    requested one (`worker_device`); or the factory). Only the latest model is kept: a worker
+    serves one batch's settings at a time, and two large models would not fit on one GPU. The
+    vocabulary is set by `run_video` per task (its text classifier is cached in the segmenter
+    and on disk).
     """
     global _MODEL_LOADS
     model = spec.config.model
-    key = (model.name, model.clip_weights, model.device, spec.segmenter_factory)
+    device = worker_device(model.device)
+    key = (model.name, model.clip_weights, device, spec.segmenter_factory)
     with _SEGMENTER_LOCK:
         segmenter = _SEGMENTERS.get(key)
         if segmenter is None:
@@ -42,7 +59,7 @@ def cached_segmenter(spec: RunSpec) -> Any:
                 # Imported here: torch and the model load only on workers, not on the client.
                 from streamseg.model.load import load_segmenter
 
-                segmenter = load_segmenter(model.name, model.clip_weights, model.device)
+                segmenter = load_segmenter(model.name, model.clip_weights, device)
             _SEGMENTERS[key] = segmenter
             _MODEL_LOADS += 1
     return segmenter

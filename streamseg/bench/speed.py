@@ -17,6 +17,12 @@ forward-only, end-to-end and live stages; the compile happens in the model stage
 (which sees every batch size of the timed calls), so the timed repeats exclude it. FLOPs are
 counted on the eager network either way (same operations; a compiled graph hides its fused ops
 from the counter).
+
+Capacity mode (bench/capacity.py, `--capacity`) adds `run_video` with an overlay and the same
+two runs with one recorded batch of model outputs replayed in place of the network: the
+pipeline's own ceiling. `sync_debug` (CUDA only, bench/sync_debug.py) runs the end-to-end loop
+once more under `torch.cuda.set_sync_debug_mode` "warn" and "error" and reports the host
+synchronisations it makes.
 """
 
 from __future__ import annotations
@@ -36,6 +42,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from streamseg.bench.capacity import (
+    CAPACITY,
+    CAPACITY_OVERLAY,
+    CAPACITY_STAGES,
+    END_TO_END_OVERLAY,
+    LIVE_CAPACITY,
+    REPLAY_STAGES,
+)
 from streamseg.errors import UserError
 from streamseg.model.precision import autocast, check_precision
 
@@ -48,6 +62,8 @@ STAGES = ("decode", "model", "track", "store", "render", "end_to_end")
 LIVE = "live"
 LIVE_FPS = 25.0
 LIVE_SECONDS = 4.0
+# Every stage name `stages` accepts (the default runs STAGES and LIVE).
+KNOWN_STAGES = (*STAGES, *CAPACITY_STAGES, LIVE, LIVE_CAPACITY)
 # A small vocabulary for models without their own (the text tower of a large CLIP is slow).
 DEFAULT_VOCAB = "person,car,dog,tree,sky"
 MATMUL_SIZE = 2048
@@ -72,6 +88,9 @@ class BenchConfig:
     threads: int | None = None  # torch intra-op threads (None = torch's default); 1 is faster
     # for small models on an oversubscribed machine (docs/BENCHMARKS.md)
     compile: bool = False  # torch.compile the network (compiled in the warm-up, not timed)
+    # CUDA: one more end-to-end run under torch.cuda.set_sync_debug_mode "warn", one under
+    # "error" (untimed; bench/sync_debug.py); elsewhere reported as not checked
+    sync_debug: bool = False
 
 
 @dataclass
@@ -113,6 +132,11 @@ class BenchResult:
     cpu_count: int
     platform: str
     torch_version: str
+    # capacity mode (bench/capacity.py): the live bench with the replay, and the summary
+    live_capacity: dict[str, Any] | None = None
+    capacity: dict[str, Any] | None = None
+    sync_debug: dict[str, Any] | None = None  # SyncCheck.to_dict() with --sync-debug
+    device_name: str = ""  # the GPU's name (torch.cuda.get_device_name), else the CPU's
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -206,6 +230,22 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def device_name(device: Any) -> str:
+    """The GPU's name for a CUDA device; else the CPU model (Linux /proc/cpuinfo) or arch."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return str(torch.cuda.get_device_name(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _synchronize(device: Any) -> None:
     import torch
 
@@ -235,10 +275,10 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     """
     import torch
 
-    unknown = [s for s in config.stages if s not in (*STAGES, LIVE)]
+    unknown = [s for s in config.stages if s not in KNOWN_STAGES]
     if unknown:
         raise UserError(
-            f"--stages: unknown {', '.join(unknown)} (known: {', '.join((*STAGES, LIVE))})"
+            f"--stages: unknown {', '.join(unknown)} (known: {', '.join(KNOWN_STAGES)})"
         )
     if config.frames < 1 or config.repeats < 1 or config.batch_size < 1:
         raise UserError("--frames, --repeats and --batch-size must be at least 1")
@@ -320,15 +360,23 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             say("torch.compile (compiles in the model stage's warm-up)")
             segmenter.compile()
 
+        replay = None
+        if any(s in config.stages for s in REPLAY_STAGES):
+            from streamseg.bench.replay import record_batch
+
+            say(f"recording the model's outputs for {len(batches[0])} frames (capacity mode)")
+            replay = record_batch(segmenter, batches[0], size, config.precision)
+
         need_model = any(s in config.stages for s in ("model", "track", "store", "render"))
-        warm = need_model or "end_to_end" in config.stages
+        real_runs = ("end_to_end", END_TO_END_OVERLAY)
+        warm = need_model or config.sync_debug or any(s in config.stages for s in real_runs)
         if warm:
             say("model (forward + post-processing)")
             # the warm-up call covers every batch (and batch size): compiles happen there
             stages["model"] = stage_result(n, measure(model, config.repeats))
         say("forward only")
-        # batches[0] was in the model stage's warm-up; without that stage, one warm-up here
-        forward_warmup = 0 if warm else 1
+        # batches[0] was in the model stage's warm-up (or recorded); else one warm-up here
+        forward_warmup = 0 if warm or replay is not None else 1
         forward_seconds = statistics.median(measure(forward, config.repeats, warmup=forward_warmup))
         forward_per_frame = forward_seconds / forward_frames
 
@@ -356,32 +404,46 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
                 _render(Path(tmp) / f"overlay-{next(renders)}.mp4", images, labels, names, size)
 
             stages["render"] = stage_result(n, measure(render, config.repeats))
-        if "end_to_end" in config.stages:
-            say("end to end (run_video)")
-            from streamseg.config import ModelSettings, RunConfig
-            from streamseg.video.pipeline import run_video
+        from streamseg.bench.capacity import video_run
+        from streamseg.config import ModelSettings, RunConfig
 
-            # compile=True reaches run_video's segmenter.compile(): a no-op on this compiled one
-            run_config = RunConfig(
-                model=ModelSettings(
-                    batch_size=config.batch_size,
-                    precision=config.precision,
-                    compile=config.compile,
-                )
+        # compile=True reaches run_video's segmenter.compile(): a no-op on this compiled one
+        run_config = RunConfig(
+            model=ModelSettings(
+                batch_size=config.batch_size,
+                precision=config.precision,
+                compile=config.compile,
             )
-            runs_e2e = iter(range(10**9))
+        )
+        folder = Path(tmp)
+        real = {"segmenter": segmenter, "vocabulary": vocabulary, "config": run_config}
+        for name, overlay in (("end_to_end", False), (END_TO_END_OVERLAY, True)):
+            if name in config.stages:
+                say(f"end to end (run_video{', overlay' if overlay else ''})")
+                run = video_run(video, folder, **real, overlay=overlay, prefix=name)
+                # the model is warm already (model stage): a warm-up would double the slowest
+                # stage
+                stages[name] = stage_result(n, measure(run, config.repeats, warmup=0))
+        if replay is not None:
+            # the replay has nothing to compile (run_video would refuse compile=True)
+            replay_config = RunConfig(
+                model=ModelSettings(batch_size=config.batch_size, precision=config.precision)
+            )
+            replayed = {"segmenter": replay, "vocabulary": vocabulary, "config": replay_config}
+            for name, overlay in ((CAPACITY, False), (CAPACITY_OVERLAY, True)):
+                if name in config.stages:
+                    with_overlay = ", overlay" if overlay else ""
+                    say(f"capacity: run_video with the replayed outputs{with_overlay}")
+                    run = video_run(video, folder, **replayed, overlay=overlay, prefix=name)
+                    # cheap: a warm-up keeps first-call costs (codecs, imports) out
+                    stages[name] = stage_result(n, measure(run, config.repeats, warmup=1))
+        sync = None
+        if config.sync_debug:
+            from streamseg.bench.sync_debug import check_syncs
 
-            def end_to_end() -> None:
-                run_video(
-                    video,
-                    Path(tmp) / f"run-{next(runs_e2e)}.zarr",
-                    config=run_config,
-                    segmenter=segmenter,
-                    vocabulary=vocabulary,
-                )
-
-            # the model is warm already (model stage); a warm-up here would double the slowest stage
-            stages["end_to_end"] = stage_result(n, measure(end_to_end, config.repeats, warmup=0))
+            say("sync debug: end to end under set_sync_debug_mode warn, then error")
+            run = video_run(video, folder, **real, overlay=False, prefix="sync-debug")
+            sync = check_syncs(run, device).to_dict()
 
     live = None
     if LIVE in config.stages:
@@ -404,6 +466,31 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             config=live_config,
         )
         live = rate.to_dict()
+    live_capacity = None
+    if LIVE_CAPACITY in config.stages and replay is not None:
+        say(f"live mode with the replayed outputs: {LIVE_FPS:g} fps, batch 1")
+        from streamseg.bench.live import measure_live_rate
+        from streamseg.config import ModelSettings, RunConfig
+
+        live_capacity = measure_live_rate(
+            replay,
+            size=size,
+            input_fps=LIVE_FPS,
+            seconds=LIVE_SECONDS,
+            max_latency=1.0,
+            config=RunConfig(model=ModelSettings(batch_size=1, precision=config.precision)),
+        ).to_dict()
+    capacity = None
+    if replay is not None or any(s in stages for s in CAPACITY_STAGES):
+        from streamseg.bench.capacity import summarize
+
+        capacity = summarize(
+            replay.recorded if replay is not None else [],
+            forward_frames / forward_seconds if forward_seconds > 0 else float("inf"),
+            {name: stage.fps for name, stage in stages.items()},
+            live,
+            live_capacity,
+        ).to_dict()
 
     model_seconds = stages["model"].seconds if "model" in stages else None
     overhead = None
@@ -441,6 +528,10 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         cpu_count=os.cpu_count() or 1,
         platform=platform.platform(),
         torch_version=torch.__version__,
+        live_capacity=live_capacity,
+        capacity=capacity,
+        sync_debug=sync,
+        device_name=device_name(device),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from streamseg.errors import UserError
 
@@ -27,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run on this existing Dask scheduler (default: a local cluster on 127.0.0.1)",
     )
     cluster.add_argument(
-        "--workers", type=int, metavar="N", help="local worker processes (default: cores)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local worker processes (default: cores; with visible CUDA devices and --device "
+        "auto or cuda, one per GPU, each pinned to its GPU; N workers are dealt over the GPUs)",
     )
     cluster.add_argument(
         "--threads-per-worker",
@@ -127,11 +132,22 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     if config.render.overlay:
         raise UserError(f"{args.pipeline}: [render] overlay is not supported by batch")
+    gpus: list[str] = []
     if args.scheduler is None:
         # Local workers see this machine's files: a model that cannot load fails here, once.
+        from streamseg.batch.cluster import local_gpu_ids
         from streamseg.model.load import check_model
 
         check_model(config.model.name, config.model.clip_weights)
+        # So does a device this machine lacks (--device cuda without CUDA): one line, exit 2,
+        # before any worker starts. With GPUs: one worker per GPU, pinned to it.
+        gpus = local_gpu_ids(config.model.device)
+        if gpus:
+            print(
+                f"streamseg batch: {args.workers or len(gpus)} GPU worker(s) on "
+                f"CUDA_VISIBLE_DEVICES {', '.join(gpus)}",
+                file=sys.stderr,
+            )
     spec = RunSpec(config=config)
     with open_client(
         args.scheduler,
@@ -139,7 +155,10 @@ def run(args: argparse.Namespace) -> int:
         threads_per_worker=args.threads_per_worker,
         resources=resources,
         dashboard=not args.no_dashboard,
+        gpus=gpus,
     ) as client:
+        if args.scheduler is not None:
+            report_worker_devices(client, config.model.device)
         records = run_batch(
             videos,
             Path(args.out),
@@ -162,3 +181,16 @@ def run(args: argparse.Namespace) -> int:
         if record.status == "failed":
             print(f"  failed: {record.input}: {record.error}", file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+def report_worker_devices(client: Any, device: str) -> None:
+    """On an existing scheduler: say which workers will not use the GPU the run expects
+    (`cluster.check_worker_devices`); UserError when --device cuda finds no CUDA worker."""
+    from streamseg.batch.cluster import check_worker_devices, cuda_device_count
+
+    client_gpus = cuda_device_count() if device == "auto" else 0
+    if not device.startswith("cuda") and client_gpus == 0:
+        return  # nothing is expected of the workers' devices
+    workers = client.run(cuda_device_count)
+    for line in check_worker_devices(device, client_gpus, workers):
+        print(f"streamseg batch: {line}", file=sys.stderr)

@@ -29,7 +29,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stages",
         default=None,
-        help="comma-separated subset of decode,model,track,store,render,end_to_end",
+        help="comma-separated subset of decode,model,track,store,render,end_to_end,live,"
+        "end_to_end_overlay,capacity,capacity_overlay,live_capacity",
+    )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="capacity mode: run_video with the real model and with one recorded batch of its "
+        "outputs replayed instead of the network (the pipeline's ceiling), with and without "
+        "an overlay (docs/BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="with --capacity: add the live bench, with the model and with the replay",
+    )
+    parser.add_argument(
+        "--sync-debug",
+        action="store_true",
+        help="CUDA: run end to end once more under torch.cuda.set_sync_debug_mode warn and "
+        "error; report the host synchronisations",
     )
     parser.add_argument(
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
@@ -43,13 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamseg.bench.speed import LIVE, STAGES, BenchConfig, parse_size, run_benchmark
+    from streamseg.bench.speed import BenchConfig, parse_size, run_benchmark
 
-    stages = (
-        tuple(s.strip() for s in args.stages.split(",") if s.strip())
-        if args.stages
-        else (*STAGES, LIVE)
-    )
+    stages = bench_stages(args.stages, capacity=args.capacity, live=args.live)
     config = BenchConfig(
         model=args.model,
         size=parse_size(args.size) if args.size else None,
@@ -62,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         stages=stages,
         threads=args.threads,
         compile=args.compile,
+        sync_debug=args.sync_debug,
     )
     result = run_benchmark(config, log=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
     if args.json:
@@ -79,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, stage in result.stages.items():
         print(
-            f"  {name:<11} {stage.fps:10.2f} fps  {stage.seconds_per_frame * 1000:10.1f} ms/frame"
+            f"  {name:<18} {stage.fps:10.2f} fps  {stage.seconds_per_frame * 1000:10.1f} ms/frame"
         )
     print(
         f"parameters: frozen CLIP {result.params_frozen_clip:,}, trained {result.params_trained:,}"
@@ -101,5 +117,64 @@ def run(args: argparse.Namespace) -> int:
             f"{live['dropped']} of {live['received']} frames dropped, "
             f"latency max {live['latency_max']:.2f} s / mean {live['latency_mean']:.2f} s"
         )
+    if result.capacity is not None:
+        print_capacity(result.capacity)
+    if result.sync_debug is not None:
+        print_sync_debug(result.sync_debug)
     print(f"peak RSS {result.peak_rss_mb:.0f} MiB, load average {result.load_average}")
     return 0
+
+
+def bench_stages(text: str | None, *, capacity: bool, live: bool) -> tuple[str, ...]:
+    """The stages to run: `--stages` (default: every per-stage one and live), with `--capacity`
+    its stages added (alone, when `--stages` is not given), `--live` adding the live ones.
+
+    Raises:
+        UserError: --live without --capacity (the default run has the live bench already).
+    """
+    from streamseg.bench.capacity import capacity_stages
+    from streamseg.bench.speed import LIVE, STAGES
+    from streamseg.errors import UserError
+
+    if live and not capacity:
+        raise UserError("--live: goes with --capacity (a run without it has a live part)")
+    chosen = tuple(s.strip() for s in text.split(",") if s.strip()) if text else ()
+    if not capacity:
+        return chosen or (*STAGES, LIVE)
+    return (*chosen, *(s for s in capacity_stages(live) if s not in chosen))
+
+
+def print_capacity(capacity: dict[str, object]) -> None:
+    """The capacity summary as lines of text."""
+
+    def rate(key: str) -> str:
+        value = capacity.get(key)
+        return f"{value:.2f} fps" if isinstance(value, float) else "-"
+
+    print(
+        f"capacity: one recorded batch of {capacity['recorded_frames']} frames replayed "
+        f"(segments per frame {capacity['segments_per_frame']})"
+    )
+    print(f"  forward only (real model)      {rate('forward_fps')}")
+    print(f"  model: forward + post-process  {rate('model_fps')}")
+    print(f"  end to end, real model         {rate('end_to_end_fps')}")
+    print(f"  end to end, real, overlay      {rate('end_to_end_overlay_fps')}")
+    print(f"  capacity (replayed)            {rate('capacity_fps')}")
+    print(f"  capacity (replayed), overlay   {rate('capacity_overlay_fps')}")
+    print(f"  live, real model               {rate('live_fps')}")
+    print(f"  live, replayed                 {rate('live_capacity_fps')}")
+    if capacity.get("bound"):
+        print(f"  bound by: {capacity['bound']}")
+
+
+def print_sync_debug(sync: dict[str, object]) -> None:
+    """The sync-debug check as lines of text."""
+    if not sync["checked"]:
+        print(f"sync debug: not checked ({sync['note']})")
+        return
+    verdict = f"raised: {sync['error']}" if sync["raised"] else "raised nothing"
+    print(f"sync debug: mode error {verdict}; mode warn counted {sync['warn_syncs']} syncs")
+    places = sync.get("places") or {}
+    assert isinstance(places, dict)
+    for place, count in places.items():
+        print(f"  {count:6d}  {place}")
