@@ -1,47 +1,38 @@
 """Drawing an overlay: coloured masks, outlines, class names and track ids over an image.
 
 Pure functions (image + label map -> image), shared by still images (`streamseg image`) and
-video (render.py). Each track id keeps one colour everywhere (`track_color`).
+video (render.py). Each track id keeps one colour everywhere (`track_color`, palette.py).
+
+A frame is composed in a few whole-frame passes: the label map numbered into 1-byte slots,
+painted in the track colours (one table gather), blended with the image as (image * (256 - a)
++ colour * a + 128) >> 8 (a = the colour share in 1/256 steps), the image copied back where
+nothing is labelled and the flat colour onto outlines (masked copies of whole pixels); names
+are pasted from cached boxes (label_text.py).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 import numpy as np
 
+from streamseg.video.label_text import draw_names
+from streamseg.video.palette import BAND_ROWS, paint_slots, pixels, slot_palette, track_color
+
+__all__ = [
+    "MASK_ALPHA",
+    "blend",
+    "draw_overlay",
+    "label_boundaries",
+    "label_slots",
+    "outline_width",
+    "resize_labels",
+    "track_color",
+]
+
 # Share of the track colour in a mask pixel (the rest is the source image).
 MASK_ALPHA = 0.5
-_GOLDEN_RATIO_CONJUGATE = 0.618033988749895
-
-
-def track_color(track_id: int) -> tuple[int, int, int]:
-    """A stable, well-spread RGB colour for a track id (hue stepped by the golden ratio, so
-    consecutive ids get very different hues). Id 0 (unlabeled) is black."""
-    if track_id == 0:
-        return (0, 0, 0)
-    hue = (track_id * _GOLDEN_RATIO_CONJUGATE) % 1.0
-    saturation = 0.65 + 0.3 * ((track_id * 7) % 3) / 2  # 0.65, 0.8 or 0.95
-    value = 0.95
-    return _hsv_to_rgb(hue, saturation, value)
-
-
-def _hsv_to_rgb(hue: float, saturation: float, value: float) -> tuple[int, int, int]:
-    sector = int(hue * 6) % 6
-    fraction = hue * 6 - math.floor(hue * 6)
-    p = value * (1 - saturation)
-    q = value * (1 - fraction * saturation)
-    t = value * (1 - (1 - fraction) * saturation)
-    red, green, blue = [
-        (value, t, p),
-        (q, value, p),
-        (p, value, t),
-        (p, q, value),
-        (t, p, value),
-        (value, p, q),
-    ][sector]
-    return (round(red * 255), round(green * 255), round(blue * 255))
+_HALF = 128  # a share of 1/2 in 1/256 steps: blended with 8-bit operations only
 
 
 def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -56,7 +47,8 @@ def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
         return labels
     rows = ((np.arange(height) + 0.5) * labels.shape[0] / height).astype(np.int64)
     cols = ((np.arange(width) + 0.5) * labels.shape[1] / width).astype(np.int64)
-    return labels[rows[:, None], cols[None, :]]
+    # Rows first, then columns: two plain takes instead of one 2-D fancy index.
+    return np.take(np.take(labels, rows, axis=0), cols, axis=1)
 
 
 def outline_width(height: int, width: int) -> int:
@@ -69,27 +61,98 @@ def label_boundaries(labels: np.ndarray, width: int = 1) -> np.ndarray:
     """Pixels of a labelled region within `width` pixels of a different label (4-steps).
 
     Args:
-        labels: (H, W) integer ids, 0 = unlabeled.
+        labels: (H, W) integer ids, 0 = unlabeled (a slot map gives the same answer, cheaper).
         width: outline thickness, grown inward (each extra pixel stays in its own region).
     Returns:
         (H, W) bool, True on the inner edge of every region with id > 0.
     """
-    # same_rows[i, x]: pixel (i, x) and (i + 1, x) share a label; same_cols likewise.
-    same_rows = labels[1:, :] == labels[:-1, :]
-    same_cols = labels[:, 1:] == labels[:, :-1]
+    # differ_rows[i, x]: pixels (i, x) and (i + 1, x) have different labels; differ_cols likewise.
+    differ_rows = labels[1:, :] != labels[:-1, :]
+    differ_cols = labels[:, 1:] != labels[:, :-1]
     edge = np.zeros(labels.shape, bool)
-    edge[1:, :] |= ~same_rows
-    edge[:-1, :] |= ~same_rows
-    edge[:, 1:] |= ~same_cols
-    edge[:, :-1] |= ~same_cols
-    for _ in range(width - 1):
-        grown = edge.copy()
-        grown[1:, :] |= edge[:-1, :] & same_rows
-        grown[:-1, :] |= edge[1:, :] & same_rows
-        grown[:, 1:] |= edge[:, :-1] & same_cols
-        grown[:, :-1] |= edge[:, 1:] & same_cols
-        edge = grown
-    return edge & (labels > 0)
+    edge[1:, :] = differ_rows
+    edge[:-1, :] |= differ_rows
+    edge[:, 1:] |= differ_cols
+    edge[:, :-1] |= differ_cols
+    if width > 1:
+        # In place, with two scratch masks: a 1080p outline is 3 pixels wide, and fresh
+        # temporaries for each of its ~20 mask operations cost as much as the operations.
+        same_rows = np.logical_not(differ_rows, out=differ_rows)
+        same_cols = np.logical_not(differ_cols, out=differ_cols)
+        rows, cols = np.empty_like(same_rows), np.empty_like(same_cols)
+        for _ in range(width - 1):
+            grown = edge.copy()
+            grown[1:, :] |= np.logical_and(edge[:-1, :], same_rows, out=rows)
+            grown[:-1, :] |= np.logical_and(edge[1:, :], same_rows, out=rows)
+            grown[:, 1:] |= np.logical_and(edge[:, :-1], same_cols, out=cols)
+            grown[:, :-1] |= np.logical_and(edge[:, 1:], same_cols, out=cols)
+            edge = grown
+    edge &= labels > 0
+    return edge
+
+
+def label_slots(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids present (> 0, sorted) and each pixel's 1-based position among them (0 = none).
+
+    Args:
+        labels: (H, W) integer ids.
+    Returns:
+        ids: (N,) int64; slot: (H, W), uint8 when N < 256 (what palette images take), else
+        int32.
+    """
+    present = _present_ids(labels)
+    ids = present[present > 0].astype(np.int64)
+    slot_type = np.uint8 if ids.size < 256 else np.int32
+    if ids.size == 0:
+        return ids, np.zeros(labels.shape, np.uint8)
+    if present[0] < 0 or ids[-1] >= 1 << 22:
+        slot = (np.searchsorted(ids, labels) + 1).astype(slot_type)
+        slot[labels <= 0] = 0
+        return ids, slot
+    # Small ids (the usual case): one lookup in an id -> slot table, a band of rows at a time
+    # so the index copy numpy makes (intp) stays in cache; every id is in the table, so
+    # "clip" only skips the bounds check (and the buffered output it forces).
+    table = np.zeros(int(ids[-1]) + 1, slot_type)
+    table[ids] = np.arange(1, ids.size + 1)
+    slot = np.empty(labels.shape, slot_type)
+    for top in range(0, labels.shape[0], BAND_ROWS):
+        np.take(table, labels[top : top + BAND_ROWS], out=slot[top : top + BAND_ROWS], mode="clip")
+    return ids, slot
+
+
+def _present_ids(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of an (H, W) label map, sorted: those at the start of a run in a row
+    (every value starts at least one), so the sort sees a few per cent of the pixels."""
+    if labels.size == 0:
+        return np.zeros(0, np.int64)
+    starts = labels[:, 1:] != labels[:, :-1]
+    return np.unique(np.concatenate([labels[:, 0], labels[:, 1:][starts]]))
+
+
+def blend(under: np.ndarray, over: np.ndarray, weight: int) -> np.ndarray:
+    """(under * (256 - weight) + over * weight + 128) >> 8, exact, per channel.
+
+    Args:
+        under, over: (..., 3) uint8, the same shape.
+        weight: share of `over` in 1/256 steps, 0..256.
+    Returns:
+        uint8 array of their shape.
+    """
+    if weight == _HALF:
+        # (u + o + 1) >> 1 without widening: (u | o) - ((u ^ o) >> 1) is the rounded-up mean.
+        out = np.bitwise_or(under, over)
+        half = np.bitwise_xor(under, over)
+        half >>= 1
+        out -= half
+        return out
+    out = under.astype(np.uint16)
+    out *= 256 - weight
+    tint = over.astype(np.uint16)
+    tint *= weight
+    out += tint
+    out += 128
+    out >>= 8
+    return out.astype(np.uint8)
 
 
 def draw_overlay(
@@ -106,7 +169,8 @@ def draw_overlay(
         image: (H, W, 3) uint8 RGB.
         labels: (h, w) int track ids, 0 = unlabeled; resized (nearest) to (H, W) if needed.
         names: class name per track id (text "name 7"; ids without a name show "#7").
-        alpha: colour share inside masks (0 = image only, 1 = flat colour).
+        alpha: colour share inside masks (0 = image only, 1 = flat colour), in 1/256 steps;
+            clipped to 0..1.
         outlines: draw region boundaries in full colour.
         text: write "name id" at each region.
     Returns:
@@ -115,83 +179,24 @@ def draw_overlay(
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be (H, W, 3), got {image.shape}")
     height, width = image.shape[:2]
-    labels = resize_labels(np.asarray(labels), height, width)
-    ids, slot = _slots(labels)
+    labels = np.asarray(labels)
+    if labels.shape[0] <= height and labels.shape[1] <= width:
+        # Enlarging samples every label pixel, so the ids survive: number them on the small
+        # map and enlarge the 1-byte slots instead of the ids.
+        ids, slot = label_slots(labels)
+        slot = resize_labels(slot, height, width)
+    else:
+        ids, slot = label_slots(resize_labels(labels, height, width))
     if ids.size == 0:
         return image.copy()
-    palette = np.zeros((ids.size + 1, 3), np.uint16)
-    palette[1:] = [track_color(int(track_id)) for track_id in ids]
-    # Integer blend in 1/256 steps, per slot: (image * (256 - a) + colour * a + 128) >> 8,
-    # with a = 0 outside masks; whole-image table lookups beat boolean-mask gathers 2x.
-    weight = np.full(ids.size + 1, int(round(alpha * 256)), np.uint16)
-    weight[0] = 0
-    keep = (256 - weight)[slot][..., None]
-    tint = (palette * weight[:, None] + 128)[slot]
-    out = ((image * keep + tint) >> 8).astype(np.uint8)
+    image = np.ascontiguousarray(image, np.uint8)
+    weight = int(round(min(max(alpha, 0.0), 1.0) * 256))
+    colour = paint_slots(slot, slot_palette(ids))
+    out = blend(image, colour, weight)
+    np.copyto(pixels(out), pixels(image), where=slot == 0)
     if outlines:
-        edge = label_boundaries(labels, width=outline_width(height, width))
-        out[edge] = palette[slot[edge]].astype(np.uint8)
+        edge = label_boundaries(slot, width=outline_width(height, width))
+        np.copyto(pixels(out), pixels(colour), where=edge)
     if text:
-        out = _draw_names(out, labels, ids, names or {})
+        draw_names(out, slot, ids, names or {})
     return out
-
-
-def _slots(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ids present (> 0, sorted) and each pixel's 1-based position among them (0 = none).
-
-    Returns:
-        ids: (N,) ints; slot: labels' shape, integer.
-    """
-    largest = int(labels.max()) if labels.size else 0
-    if largest <= 0:
-        return np.zeros(0, np.int64), np.zeros(labels.shape, np.intp)
-    if largest < 1 << 22 and int(labels.min()) >= 0:
-        # Small ids (the usual case): a counting pass and a table lookup, no sort.
-        present = np.bincount(labels.ravel(), minlength=largest + 1) > 0
-        present[0] = False
-        ids = np.flatnonzero(present)
-        table = np.zeros(largest + 1, np.int32)
-        table[ids] = np.arange(1, ids.size + 1)
-        return ids, table[labels]
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    slot = np.searchsorted(ids, labels) + 1
-    slot[labels <= 0] = 0
-    return ids, slot
-
-
-def _draw_names(
-    image: np.ndarray, labels: np.ndarray, ids: np.ndarray, names: Mapping[int, str]
-) -> np.ndarray:
-    """Write "name id" on a dark box at the labelled pixel nearest each region's centre."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    height, width = labels.shape
-    font_size = max(8, min(height, width) // 28)
-    try:
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # Pillow < 10.1: one bitmap size
-        font = ImageFont.load_default()
-    canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
-    # Place names on a grid of about 256 x 256 samples: per-region searches stay cheap on
-    # large frames and the position is still within a few pixels.
-    step = max(1, max(height, width) // 256)
-    coarse = labels[step // 2 :: step, step // 2 :: step]
-    for track_id in ids.tolist():
-        ys, xs = np.nonzero(coarse == track_id)
-        if ys.size == 0:  # a region thinner than the grid
-            ys, xs = np.nonzero(labels == track_id)
-        else:
-            ys, xs = ys * step + step // 2, xs * step + step // 2
-        # The region's pixel nearest its centroid: inside the region even when it is not convex.
-        nearest = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
-        name = names.get(track_id)
-        label = f"{name} {track_id}" if name else f"#{track_id}"
-        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
-        box_w, box_h = right - left + 4, bottom - top + 4
-        x = int(np.clip(xs[nearest] - box_w // 2, 0, max(0, width - box_w)))
-        y = int(np.clip(ys[nearest] - box_h // 2, 0, max(0, height - box_h)))
-        draw.rectangle((x, y, x + box_w - 1, y + box_h - 1), fill=(0, 0, 0))
-        draw.text((x + 2 - left, y + 2 - top), label, fill=track_color(track_id), font=font)
-    return np.asarray(canvas)

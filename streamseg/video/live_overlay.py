@@ -19,6 +19,7 @@ import numpy as np
 from streamseg.errors import UserError
 from streamseg.outputs import OVERLAY_COMMENT
 from streamseg.video.draw import draw_overlay
+from streamseg.video.overlay_encoder import LIVE_ENCODER_OPTIONS, encoder_frame
 
 TIME_BASE = Fraction(1, 90000)  # MPEG-TS clock
 FRAGMENTED_MP4 = "frag_keyframe+empty_moov+default_base_moof"
@@ -56,7 +57,7 @@ class LiveOverlayWriter:
         self._video = self._container.add_stream(
             "libx264",
             rate=25,
-            options={"preset": "veryfast", "tune": "zerolatency", "crf": "23", "g": str(gop)},
+            options={**LIVE_ENCODER_OPTIONS, "g": str(gop)},
         )
         self._video.width, self._video.height = self._padded[1], self._padded[0]
         self._video.pix_fmt = "yuv420p"
@@ -75,8 +76,6 @@ class LiveOverlayWriter:
         own `time` in seconds, counted from the first frame written (pts is ignored: live
         sources may restart their clock on reconnect; times that do not increase are moved
         just past the previous frame)."""
-        import av
-
         image = self._fit(np.asarray(image))
         if labels is not None:
             image = draw_overlay(image, labels, names, alpha=self.alpha)
@@ -89,7 +88,7 @@ class LiveOverlayWriter:
             self._first = seconds
         value = max(round((seconds - self._first) / TIME_BASE), self._last_pts + 1)
         self._last_pts = value
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = encoder_frame(image)
         frame.pts = value
         frame.time_base = TIME_BASE
         self._container.mux(self._video.encode(frame))

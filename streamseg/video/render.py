@@ -1,10 +1,11 @@
 """Overlay video: the source frames with masks, outlines, class names and track ids drawn on.
 
 `OverlayWriter` encodes an overlay mp4 a browser plays: H.264 yuv420p (libx264, crf 23,
-preset veryfast, +faststart), at the source size padded to even dimensions, with the source
-frames' own timestamps (variable frame rate kept) and the source audio copied (AAC / MP3 /
-Opus packets as they are, other codecs re-encoded to AAC). The drawing itself is draw.py's
-`draw_overlay` (re-exported here); `redraw.render_store` redraws an overlay from a store.
+preset superfast, chosen in overlay_encoder.py; +faststart), at the source size padded to
+even dimensions, with the source frames' own timestamps (variable frame rate kept) and the
+source audio copied (AAC / MP3 / Opus packets as they are, other codecs re-encoded to AAC).
+The drawing itself is draw.py's `draw_overlay` (re-exported here); `redraw.render_store`
+redraws an overlay from a store.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from streamseg.video.draw import (
     resize_labels,
     track_color,
 )
+from streamseg.video.overlay_encoder import ENCODER_OPTIONS, encoder_frame
 
 __all__ = [
     "MASK_ALPHA",
@@ -39,7 +41,6 @@ __all__ = [
 
 # Audio codecs copied into mp4 as they are (browsers play them); others are re-encoded to AAC.
 COPY_AUDIO_CODECS = frozenset({"aac", "mp3", "opus"})
-ENCODER_OPTIONS = {"crf": "23", "preset": "veryfast"}
 
 
 class OverlayWriter:
@@ -140,8 +141,6 @@ class OverlayWriter:
             pts: timestamp in `time_base` units; else taken from `time` (seconds); else the
                 next frame at the nominal rate.
         """
-        import av
-
         image = self._fit(image)
         if labels is not None:
             image = draw_overlay(image, labels, names, alpha=self.alpha)
@@ -159,7 +158,7 @@ class OverlayWriter:
         pts = int(pts)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame = encoder_frame(image)
         frame.pts = pts
         frame.time_base = self.time_base
         seconds = float(pts * self.time_base)
