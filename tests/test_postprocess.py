@@ -6,13 +6,12 @@ from __future__ import annotations
 import math
 
 import torch
+from panoptic_reference import boxes_and_areas, panoptic_inference_streamed
 
 from streamseg.model.postprocess import (
-    boxes_and_areas,
     class_logits_from_probs,
     instance_inference,
     panoptic_inference,
-    panoptic_inference_streamed,
     panoptic_keep,
     resize_mask_logits,
     semantic_inference,

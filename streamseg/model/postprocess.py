@@ -2,12 +2,13 @@
 
 Pure functions on one image. The thresholds and the order of operations are the official ones
 (MaskFormer/Mask2Former `panoptic_inference`, `semantic_inference`, `instance_inference`, as
-FC-CLIP uses them; detectron2 `sem_seg_postprocess` for the mask resizing).
+FC-CLIP uses them; detectron2 `sem_seg_postprocess` for the mask resizing). `Segmenter.segment`
+runs panoptic inference for a whole batch on the device (streamseg/model/panoptic_frames.py);
+`panoptic_inference` here is the same decisions on one image with every mask at full size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,8 +37,8 @@ def resize_mask_logits(
         output_size: (Ho, Wo) wanted size.
 
     Returns:
-        (Q, Ho, Wo) float32 logits. Per-query independent, so any subset of queries gives the
-        same rows as the full set.
+        (Q, Ho, Wo) float32 logits. Per-query independent in exact arithmetic; on CPU the last
+        bit can depend on how many rows are resized together (vectorized and scalar paths).
     """
     if mask_logits.shape[0] == 0:  # interpolate refuses empty batches
         return mask_logits.new_zeros((0, *output_size), dtype=torch.float32)
@@ -217,61 +218,6 @@ def assign_segments(
     return segment_of, [PanopticSegment(**{**s, "queries": tuple(s["queries"])}) for s in segments]
 
 
-def panoptic_inference_streamed(
-    mask_cls: Tensor,
-    mask_logits_for: Callable[[Tensor], Tensor],
-    output_size: tuple[int, int],
-    is_thing: Tensor,
-    object_mask_threshold: float,
-    overlap_threshold: float,
-    chunk: int = 16,
-) -> tuple[Tensor, list[PanopticSegment]]:
-    """`panoptic_inference` with the kept queries' full-size masks made `chunk` at a time, so
-    memory is O(chunk * H * W) instead of O(Q * H * W). Same result: the running per-pixel
-    maximum keeps the earliest query on ties, as argmax does.
-
-    Args:
-        mask_cls: (Q, C+1) class logits.
-        mask_logits_for: query indices (k,) long -> their (k, H, W) mask logits at output size
-            (e.g. `resize_mask_logits` of the low-resolution rows).
-        output_size: (H, W).
-        is_thing, object_mask_threshold, overlap_threshold: as `panoptic_inference`.
-        chunk: queries per step.
-    """
-    height, width = output_size
-    scores, labels = mask_cls.softmax(-1).max(-1)
-    keep = (labels != mask_cls.shape[-1] - 1) & (scores > object_mask_threshold)
-    kept = torch.nonzero(keep).flatten()
-    device = mask_cls.device
-    panoptic = torch.zeros((height, width), dtype=torch.int32, device=device)
-    if kept.numel() == 0:
-        return panoptic, []
-    best = torch.full((height, width), float("-inf"), device=device)
-    winner = torch.zeros((height, width), dtype=torch.long, device=device)
-    winner_prob = torch.zeros((height, width), device=device)
-    original_area: list[int] = []
-    for start in range(0, kept.numel(), chunk):
-        index = kept[start : start + chunk]
-        probs = mask_logits_for(index).float().sigmoid()  # (k, H, W)
-        values, arg = (scores[index].view(-1, 1, 1) * probs).max(0)
-        better = values > best  # strict: earlier queries win ties
-        best = torch.where(better, values, best)
-        winner = torch.where(better, arg + start, winner)
-        winner_prob = torch.where(better, probs.gather(0, arg[None])[0], winner_prob)
-        original_area.extend((probs >= 0.5).flatten(1).sum(1).tolist())
-    return _paint_segments(
-        panoptic,
-        kept,
-        labels,
-        scores,
-        winner,
-        winner_prob,
-        original_area,
-        is_thing,
-        overlap_threshold,
-    )
-
-
 def semantic_inference(mask_cls: Tensor, mask_logits: Tensor) -> Tensor:
     """Per-class score maps (not normalized), as officially.
 
@@ -326,31 +272,3 @@ def instance_inference(
     masks_f = masks.flatten(1).float()
     mask_scores = (logits.sigmoid().flatten(1) * masks_f).sum(1) / (masks_f.sum(1) + 1e-6)
     return Instances(masks=masks, scores=top_scores * mask_scores, classes=classes, queries=queries)
-
-
-def boxes_and_areas(
-    panoptic: Tensor, ids: list[int]
-) -> tuple[list[tuple[int, int, int, int]], list[int]]:
-    """COCO boxes (x, y, w, h) and pixel counts of the given ids in a panoptic map.
-
-    Args:
-        panoptic: (H, W) int ids.
-        ids: segment ids to measure.
-
-    Returns:
-        one box and one area per id ((0, 0, 0, 0) and 0 for an absent id).
-    """
-    boxes, areas = [], []
-    for segment_id in ids:
-        mask = panoptic == segment_id
-        rows = torch.nonzero(mask.any(1)).flatten()
-        cols = torch.nonzero(mask.any(0)).flatten()
-        if rows.numel() == 0:
-            boxes.append((0, 0, 0, 0))
-            areas.append(0)
-            continue
-        y0, y1 = int(rows[0]), int(rows[-1])
-        x0, x1 = int(cols[0]), int(cols[-1])
-        boxes.append((x0, y0, x1 - x0 + 1, y1 - y0 + 1))
-        areas.append(int(mask.sum()))
-    return boxes, areas

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from streamseg.errors import UserError
@@ -31,43 +30,25 @@ from streamseg.model import checkpoint
 from streamseg.model.backbone import build_tokenizer
 from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset
 from streamseg.model.default_vocab import folder_default_vocabulary
+from streamseg.model.embedded import DEFAULT_MODEL, find_model_folder  # also imported from here
 from streamseg.model.fcclip import FCCLIP, build_model
-from streamseg.model.outputs import FrameSegmentation, Segment
+from streamseg.model.outputs import FrameSegmentation
+from streamseg.model.panoptic_batch import MaskSizes
+from streamseg.model.panoptic_frames import PanopticSettings, frame_segmentations
 from streamseg.model.postprocess import (
     Instances,
-    boxes_and_areas,
     class_logits_from_probs,
     instance_inference,
-    panoptic_inference_streamed,
     resize_mask_logits,
     semantic_inference,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from streamseg.model.vocab import TextClassifier, Vocabulary
-
-# Folders of the project's own trained models (own format), looked up by name.
-WEIGHTS_DIRS = (
-    Path(__file__).resolve().parents[2] / "weights",
-    Path(__file__).resolve().parents[1] / "data" / "weights",
-)
-
-
-def find_model_folder(name: str) -> Path | None:
-    """The own-format folder of a named embedded model, or None."""
-    for root in WEIGHTS_DIRS:
-        folder = root / name
-        if (folder / checkpoint.CONFIG_FILE).is_file():
-            return folder
-    return None
-
+    from streamseg.model.text_classifier import TextClassifier
+    from streamseg.model.vocab import Vocabulary
 
 # `torch.compile` modes `Segmenter.compile` accepts (torch's own list).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
-# The embedded model once trained (weights/shapes-tiny); until then a tiny random-weight config.
-DEFAULT_MODEL = "shapes-tiny" if find_model_folder("shapes-tiny") else "tiny-convnext"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -282,12 +263,8 @@ class Segmenter:
                 templates); "auto" = $STREAMSEG_CACHE/text or ~/.cache/streamseg/text;
                 None = no disk cache. The classifier stays cached in the segmenter either way.
         """
-        from streamseg.model.vocab import (
-            VocabClass,
-            Vocabulary,
-            build_text_classifier,
-            parse_vocab,
-        )
+        from streamseg.model.text_classifier import build_text_classifier
+        from streamseg.model.vocab import VocabClass, Vocabulary, parse_vocab
 
         if isinstance(classes, str):
             vocabulary = parse_vocab(classes)
@@ -478,11 +455,11 @@ class Segmenter:
             mean of its queries' embeddings).
         """
         frame_list = _as_frames(frames)
-        outputs = []
-        for frame, raw in zip(frame_list, self._run(frame_list), strict=True):
-            size = tuple(output_size) if output_size is not None else frame.shape[:2]
-            outputs.append(self._panoptic(raw, size))
-        return outputs
+        sizes = [
+            tuple(output_size) if output_size is not None else frame.shape[:2]
+            for frame in frame_list
+        ]
+        return self._panoptic(self._run(frame_list), sizes)
 
     def segment_semantic(
         self, frames: Any, output_size: tuple[int, int] | None = None
@@ -530,50 +507,34 @@ class Segmenter:
             )
         return outputs
 
-    def _panoptic(self, raw: dict[str, Any], output_size: tuple[int, int]) -> FrameSegmentation:
-        mask_cls = class_logits_from_probs(raw["class_probs"])
-        low = raw["mask_logits"]
-
-        def masks_for(index: Tensor) -> Tensor:
-            # Only queries panoptic inference keeps are upsampled, a few at a time (memory
-            # O(chunk * H * W)); per query the official resize order, so identical results.
-            return resize_mask_logits(
-                low[index], raw["padded_size"], raw["image_size"], output_size
-            )
-
-        panoptic, segments = panoptic_inference_streamed(
-            mask_cls,
-            masks_for,
-            output_size,
-            self._is_thing,
-            self.config.object_mask_threshold,
-            self.config.overlap_threshold,
+    @torch.inference_mode()
+    def _panoptic(
+        self, raws: list[dict[str, Any]], output_sizes: list[tuple[int, int]]
+    ) -> list[FrameSegmentation]:
+        """Batched panoptic post-processing (streamseg/model/panoptic_frames.py): one pass of
+        tensor work and one device-to-host copy per group of frames sharing their mask sizes
+        (all of a video's frames are one group)."""
+        groups: dict[MaskSizes, list[int]] = {}
+        for i, (raw, size) in enumerate(zip(raws, output_sizes, strict=True)):
+            key = MaskSizes(raw["padded_size"], raw["image_size"], (int(size[0]), int(size[1])))
+            groups.setdefault(key, []).append(i)
+        settings = PanopticSettings(
+            is_thing=self._is_thing,
+            object_mask_threshold=self.config.object_mask_threshold,
+            overlap_threshold=self.config.overlap_threshold,
         )
-        ids = [s.id for s in segments]
-        boxes, areas = boxes_and_areas(panoptic, ids)
-        embeddings = raw["embeddings"]
-        rows = []
-        out_segments = []
-        for segment, box, area in zip(segments, boxes, areas, strict=True):
-            queries = list(segment.queries)
-            rows.append(F.normalize(embeddings[queries].mean(0), dim=-1))
-            out_segments.append(
-                Segment(
-                    id=segment.id,
-                    class_id=segment.class_id,
-                    score=segment.score,
-                    area=area,
-                    bbox=box,
-                    is_thing=segment.is_thing,
-                )
+        outputs: dict[int, FrameSegmentation] = {}
+        for sizes, indices in groups.items():
+            group = [raws[i] for i in indices]
+            results = frame_segmentations(
+                torch.stack([raw["class_probs"] for raw in group]),
+                [raw["mask_logits"] for raw in group],
+                torch.stack([raw["embeddings"] for raw in group]),
+                sizes,
+                settings,
             )
-        dim = embeddings.shape[-1]
-        matrix = torch.stack(rows).float().cpu().numpy() if rows else np.zeros((0, dim), np.float32)
-        return FrameSegmentation(
-            panoptic=panoptic.cpu().numpy().astype(np.int32),
-            segments=out_segments,
-            embeddings=matrix,
-        )
+            outputs.update(zip(indices, results, strict=True))
+        return [outputs[i] for i in range(len(raws))]
 
 
 def _guard_compiled(
