@@ -83,28 +83,18 @@ def score_images(
 ) -> dict[str, Any]:
     """PQ of COCO-panoptic predictions, overall and over seen / unseen categories.
 
-    The loop is `streamseg.eval.panoptic.evaluate_coco_panoptic`'s, keeping the per-category
-    statistics so that `average_pq` can average over the two groups.
+    The statistics are `streamseg.eval.panoptic.accumulate_coco_panoptic`'s (the same loop as
+    `streamseg eval panoptic`), grouped so that `average_pq` can average over the two groups.
 
     Returns:
         {"all", "things", "stuff", "seen", "unseen": {"pq", "sq", "rq", "n"}, "per_class":
         {"<category id>": {"pq", "sq", "rq"}}} (fractions; a group with no occurring class has
         None values).
     """
-    from streamseg.eval.formats import read_panoptic_images
-    from streamseg.eval.panoptic import PanopticQuality
+    from streamseg.eval.panoptic import accumulate_coco_panoptic
 
-    categories, images = read_panoptic_images(gt_json, gt_dir, pred_json, pred_dir)
-    metric = PanopticQuality(categories)
-    for image in images:
-        metric.update(
-            image.gt_ids,
-            image.gt_segments,
-            image.pred_ids,
-            image.pred_segments,
-            gt_name=image.gt_name,
-            pred_name=image.pred_name,
-        )
+    metric = accumulate_coco_panoptic(gt_json, gt_dir, pred_json, pred_dir)
+    categories = metric.categories
     report = metric.result()
     return {
         "all": report["All"],

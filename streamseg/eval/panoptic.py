@@ -248,16 +248,14 @@ class PanopticQuality:
         return summarize_stats(self.stats, self.categories)
 
 
-def evaluate_coco_panoptic(
+def accumulate_coco_panoptic(
     gt_json: str | Path,
     gt_dir: str | Path,
     pred_json: str | Path,
     pred_dir: str | Path,
-) -> dict[str, Any]:
-    """PQ of a COCO-panoptic prediction (JSON + PNG folder) against the ground truth.
-
-    Images are read and scored one at a time. Returns `summarize_stats`' report.
-    """
+) -> PanopticQuality:
+    """The PQ statistics of a COCO-panoptic prediction (JSON + PNG folder) against the ground
+    truth, images read and scored one at a time; `.result()` gives the report."""
     from streamseg.eval.formats import read_panoptic_images
 
     categories, images = read_panoptic_images(gt_json, gt_dir, pred_json, pred_dir)
@@ -271,4 +269,17 @@ def evaluate_coco_panoptic(
             gt_name=image.gt_name,
             pred_name=image.pred_name,
         )
-    return metric.result()
+    return metric
+
+
+def evaluate_coco_panoptic(
+    gt_json: str | Path,
+    gt_dir: str | Path,
+    pred_json: str | Path,
+    pred_dir: str | Path,
+) -> dict[str, Any]:
+    """PQ of a COCO-panoptic prediction (JSON + PNG folder) against the ground truth.
+
+    Returns `summarize_stats`' report.
+    """
+    return accumulate_coco_panoptic(gt_json, gt_dir, pred_json, pred_dir).result()
