@@ -149,6 +149,10 @@ class Segmenter:
         # The network's inference call: `model.predict`, or its torch.compile'd form.
         self._predict: Callable[..., dict[str, Tensor]] = self.model.predict
         self._compile_mode: str | None = None
+        self._largest_batch = 0  # under torch.compile: batches are padded to this many rows
+        if self.device.type == "cuda":
+            # Frames of a video share one input size: let cuDNN pick its fastest kernels once.
+            torch.backends.cudnn.benchmark = True
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -374,17 +378,34 @@ class Segmenter:
             height, width, self.config.test_short_edge, self.config.test_max_size
         )
 
-    def _prepare(self, frame: np.ndarray) -> Tensor:
-        """(H, W, 3) uint8 -> (3, h, w) float on device, resized (PIL bilinear) and normalized."""
+    def _resized(self, frame: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 -> (h, w, 3) uint8 at the model input size (PIL bilinear)."""
         height, width = frame.shape[:2]
         size = self.input_size(height, width)
         if size != (height, width):
             from PIL import Image
 
             frame = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
-        # A copy: the caller's array may be read-only or a view with negative strides.
-        image = torch.tensor(np.ascontiguousarray(frame), device=self.device).permute(2, 0, 1)
-        return self.model.normalize(image[None])[0]
+        return frame
+
+    def _upload(self, frames: list[np.ndarray]) -> Tensor:
+        """Frames of one input size, (h, w, 3) uint8 each -> (B, 3, h, w) normalized float32
+        on the device: one stacked host buffer (pinned on CUDA) and one non-blocking copy
+        instead of one synchronous copy per frame from pageable memory."""
+        host = torch.from_numpy(np.stack(frames))  # a copy: inputs may be read-only views
+        if self.device.type == "cuda":
+            host = host.pin_memory()
+        images = host.to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        return self.model.normalize(images)
+
+    def _padded_batch(self, count: int) -> int:
+        """Rows of the network's batch: `count`, or under torch.compile the largest batch seen
+        so far, so that a ragged last batch reuses the compiled graph instead of compiling
+        another (the extra rows are zeros and their outputs are dropped)."""
+        if self._compile_mode is None:
+            return count
+        self._largest_batch = max(self._largest_batch, count)
+        return self._largest_batch
 
     def _groups(self, frames: list[np.ndarray]) -> dict[tuple[int, int], list[int]]:
         """Frame indices grouped by padded input size."""
@@ -402,10 +423,16 @@ class Segmenter:
             raise RuntimeError("call set_vocabulary(...) before segmenting")
         results: list[dict[str, Any]] = [{} for _ in frames]
         for padded, indices in self._groups(frames).items():
-            images = [self._prepare(frames[i]) for i in indices]
-            batch = torch.zeros((len(images), 3, *padded), device=self.device)
-            for j, image in enumerate(images):
-                batch[j, :, : image.shape[1], : image.shape[2]] = image
+            resized = [self._resized(frames[i]) for i in indices]
+            by_size: dict[tuple[int, int], list[int]] = {}
+            for j, image in enumerate(resized):
+                by_size.setdefault(image.shape[:2], []).append(j)
+            batch = torch.zeros((self._padded_batch(len(indices)), 3, *padded), device=self.device)
+            image_sizes: list[tuple[int, int]] = [(0, 0)] * len(indices)
+            for (height, width), rows in by_size.items():
+                batch[rows, :, :height, :width] = self._upload([resized[j] for j in rows])
+                for j in rows:
+                    image_sizes[j] = (height, width)
             out = self._predict(
                 batch,
                 self._text,
@@ -416,7 +443,7 @@ class Segmenter:
             )
             for j, i in enumerate(indices):
                 results[i] = {key: value[j] for key, value in out.items()}
-                results[i]["image_size"] = tuple(images[j].shape[1:])
+                results[i]["image_size"] = image_sizes[j]
                 results[i]["padded_size"] = padded
         return results
 
