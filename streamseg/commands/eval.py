@@ -40,7 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     video = sub.add_parser("video", help="VPQ (VIPSeg's script) and STQ / AQ / SQ (deeplab2)")
     video.add_argument("--gt-json", required=True, help="VIPSeg-format ground-truth JSON")
     video.add_argument("--gt-dir", required=True, help="folder of <video>/<frame>.png")
-    video.add_argument("--pred-json", help="VIPSeg-format prediction JSON")
+    video.add_argument(
+        "--pred-json",
+        help="VIPSeg-format prediction JSON; 'annotations' alone will do (VIPSeg's pred.json)",
+    )
     video.add_argument("--pred-dir", help="folder of <video>/<frame>.png predictions")
     video.add_argument(
         "--pred-store", help="a streamseg store (.zarr) as the prediction of one video"

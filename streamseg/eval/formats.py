@@ -7,8 +7,11 @@ is R + 256 G + 256^2 B (0 = void; read by streamseg/panoptic_png.py).
 VIPSeg (Miao et al., CVPR 2022, `panoptic_gt_VIPSeg.json`): a JSON with `videos` and
 `categories`; the frames of a video are either `videos[i].images` paired by position with the
 top-level `annotations[j].annotations` of the same `video_id` (the official layout), or
-`videos[i].annotations` directly (streamseg's shapes-world writer). A frame's PNG is
-DIR/<video_id>/<file_name>.
+`videos[i].annotations` directly (streamseg's shapes-world writer). A prediction may also be
+just the top-level `annotations` (no `videos`, no `categories`): the `pred.json` that VIPSeg's
+`eval_vpq_vspw.py` reads, which takes videos and categories from the ground truth; there a
+frame without a `file_name` uses the ground-truth frame's at the same position. A frame's PNG
+is DIR/<video_id>/<file_name>.
 """
 
 from __future__ import annotations
@@ -156,15 +159,42 @@ class VideoFrames:
     frames: list[dict[str, Any]]
 
 
-def iter_vipseg_videos(data: Any, path: str | Path) -> Iterator[VideoFrames]:
-    """The videos of a VIPSeg JSON (either layout, see the module docstring), in file order."""
-    if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
-        raise UserError(f"{path}: no 'videos' list (VIPSeg format)")
-    top = {}
+def _top_annotations(data: dict[str, Any], path: str | Path, strict: bool) -> dict[str, list]:
+    """Top-level `annotations` as {video_id: frames}, in file order. `strict` (no `videos` to
+    fall back on): every entry must name its video and list its frames."""
+    top: dict[str, list] = {}
     for entry in data.get("annotations") or []:
         if isinstance(entry, dict) and "video_id" in entry:
-            top[str(entry["video_id"])] = entry.get("annotations") or []
-    for video in data["videos"]:
+            frames = entry.get("annotations")
+            if strict and not isinstance(frames, list):
+                raise UserError(f"{path}: video {entry['video_id']!r} has no 'annotations' list")
+            top[str(entry["video_id"])] = frames or []
+        elif strict:
+            raise UserError(f"{path}: an 'annotations' entry without 'video_id'")
+    return top
+
+
+def _video_entries(data: Any, path: str | Path) -> tuple[list[Any], dict[str, list]]:
+    """The `videos` list and the top-level frames by video; without `videos`, the videos are
+    those of `annotations` (VIPSeg's prediction layout)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a JSON object with 'videos' or 'annotations' (VIPSeg format)")
+    if isinstance(data.get("videos"), list):
+        return data["videos"], _top_annotations(data, path, strict=False)
+    if isinstance(data.get("annotations"), list):
+        top = _top_annotations(data, path, strict=True)
+        return [{"video_id": video_id} for video_id in top], top
+    raise UserError(f"{path}: no 'videos' or 'annotations' list (VIPSeg format)")
+
+
+def iter_vipseg_videos(
+    data: Any, path: str | Path, need_file_names: bool = True
+) -> Iterator[VideoFrames]:
+    """The videos of a VIPSeg JSON (any layout, see the module docstring), in file order.
+    `need_file_names=False` lets frames go without `file_name` (a prediction borrows the
+    ground truth's)."""
+    videos, top = _video_entries(data, path)
+    for video in videos:
         if not isinstance(video, dict) or "video_id" not in video:
             raise UserError(f"{path}: a video without 'video_id'")
         video_id = str(video["video_id"])
@@ -178,7 +208,7 @@ def iter_vipseg_videos(data: Any, path: str | Path) -> Iterator[VideoFrames]:
         else:
             raise UserError(f"{path}: video {video_id!r} has no annotations")
         for frame in frames:
-            if not frame.get("file_name"):
+            if need_file_names and not frame.get("file_name"):
                 raise UserError(f"{path}: a frame of video {video_id!r} has no 'file_name'")
         yield VideoFrames(video_id=video_id, frames=frames)
 
@@ -188,7 +218,9 @@ def pair_vipseg(
 ) -> list[tuple[VideoFrames, VideoFrames]]:
     """Pair each ground-truth video with the prediction of the same `video_id`; frames pair by
     position (as VIPSeg's eval_vpq_vspw.py) and, where both give an `image_id`, must agree."""
-    predictions = {v.video_id: v for v in iter_vipseg_videos(pred_data, pred_path)}
+    predictions = {
+        v.video_id: v for v in iter_vipseg_videos(pred_data, pred_path, need_file_names=False)
+    }
     pairs = []
     for gt in iter_vipseg_videos(gt_data, gt_path):
         pred = predictions.get(gt.video_id)
@@ -205,5 +237,8 @@ def pair_vipseg(
                     f"{pred_path}: video {gt.video_id!r} frame {index} has image id "
                     f"{p['image_id']!r}, the ground truth {g['image_id']!r} (image ids must match)"
                 )
+            if not p.get("file_name"):
+                # as VIPSeg's script, which names both PNGs after the ground truth's frame
+                p["file_name"] = g["file_name"]
         pairs.append((gt, pred))
     return pairs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
+from typing import Any
 
 from streamseg.errors import UserError
 
@@ -35,6 +36,7 @@ def evaluate_instances(gt_json: str | Path, pred_json: str | Path) -> dict[str, 
 
     gt_data = read_json(gt_json)
     pred_data = read_json(pred_json)
+    _refuse_youtube_vis(gt_data, gt_json, pred_data, pred_json)
     if not isinstance(gt_data, dict) or not all(
         isinstance(gt_data.get(key), list) for key in ("images", "annotations", "categories")
     ):
@@ -83,3 +85,22 @@ def evaluate_instances(gt_json: str | Path, pred_json: str | Path) -> dict[str, 
         evaluator.accumulate()
         evaluator.summarize()
     return {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats, strict=True)}
+
+
+def _refuse_youtube_vis(
+    gt_data: Any, gt_json: str | Path, pred_data: Any, pred_json: str | Path
+) -> None:
+    """YouTube-VIS files (per-video `segmentations` lists, scored as tubes) look close to COCO
+    ones but are not scored here: say so rather than report a missing key."""
+    if isinstance(gt_data, dict) and isinstance(gt_data.get("videos"), list):
+        raise UserError(
+            f"{gt_json}: a YouTube-VIS file ('videos'), not COCO instances; video instance AP "
+            "is not supported (instance AP scores COCO images)"
+        )
+    if isinstance(pred_data, list) and any(
+        isinstance(det, dict) and "video_id" in det and "segmentations" in det for det in pred_data
+    ):
+        raise UserError(
+            f"{pred_json}: YouTube-VIS results ('video_id', 'segmentations'), not COCO results; "
+            "video instance AP is not supported"
+        )
