@@ -22,6 +22,11 @@ as zeros, so opening a store, to read or to resume it, checks the commit record 
 arrays and the files that the committed rows need (store_commit.py), and a chunk that cannot
 be decoded is named in the error; `streamseg info --check` reads everything (store_check.py).
 The schema's names live in store_schema.py.
+
+Writers: one at a time, holding the store's lease (store_lease.py), checked at every commit.
+Durability: a commit fsyncs the files its rows were written to (and their folders) before it
+replaces `progress.json`, then fsyncs the store folder, so that after a power cut the record
+never promises data that is not on disk.
 """
 
 from __future__ import annotations
@@ -41,9 +46,14 @@ from streamseg.video.store_commit import (
     load_progress,
     read_rows,
     store_problems,
+    sync_dir,
+    sync_files,
     undecodable_tables,
+    written_files,
 )
 from streamseg.video.store_damage import DamagedStore
+from streamseg.video.store_lease import LEASE_FILE, Lease, acquire, check_free, check_held, renew
+from streamseg.video.store_lease import release as release_lease
 from streamseg.video.store_schema import (
     ATTRS_KEY,
     EMPTY_CHUNKS_KEY,
@@ -107,13 +117,16 @@ def _atomic_write(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temp, path)
+    sync_dir(path.parent)  # the rename itself is durable only once its folder is synced
 
 
 class LabelStore:
     """Writer of one store. Open with `LabelStore.open(...)`, then `write_block` per batch of
     frames and `finish()`; `committed_frames` tells where a resumed run continues."""
 
-    def __init__(self, path: Path, group: Any, progress: Progress, done: bool) -> None:
+    def __init__(
+        self, path: Path, group: Any, progress: Progress, done: bool, lease: Lease | None = None
+    ) -> None:
         self.path = path
         self._group = group
         self.progress = progress
@@ -123,6 +136,21 @@ class LabelStore:
         # Array handles, opened once: opening one from the group reads its metadata from disk
         # (about 0.5 ms), a third of a commit's cost when done per column per block.
         self._arrays: dict[str, Any] = {}
+        # Files (relative to the store) written since the last commit: fsynced by the next.
+        self._unsynced: set[str] = set()
+        self._lease = lease
+
+    def close(self) -> None:
+        """Give the lease back (the store stays resumable from its last commit)."""
+        if self._lease is not None:
+            release_lease(self.path, self._lease.token)
+            self._lease = None
+
+    def __enter__(self) -> LabelStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _array(self, name: str) -> Any:
         """The array at `name` ("labels", "frames/index", ...), opened once per writer."""
@@ -158,17 +186,19 @@ class LabelStore:
             overwrite: delete an existing store and start over.
             frames_per_shard: label frames per shard file (0 = a file per frame).
         """
-        import zarr
 
         path = Path(path)
         identity = json.loads(json.dumps(dict(identity)))  # normalized (tuples -> lists)
         if path.exists() and not path.is_dir():
             raise UserError(f"{path}: exists and is not a store folder")
+        # A folder holding only a lease is a store being created by another writer.
+        being_made = path.is_dir() and [p.name for p in path.iterdir()] == [LEASE_FILE]
         if path.exists() and overwrite:
-            if not is_store(path) and any(path.iterdir()):
+            if not is_store(path) and any(path.iterdir()) and not being_made:
                 raise UserError(f"{path}: not a streamseg store; refusing to delete it")
+            check_free(path)  # never delete a store under a live writer
             shutil.rmtree(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and any(path.iterdir()) and not being_made:
             if not is_store(path):
                 raise UserError(f"{path}: exists and is not a streamseg store")
             return cls._reopen(path, identity, label_size)
@@ -178,7 +208,44 @@ class LabelStore:
         if not os.access(parent, os.W_OK):
             raise UserError(f"{path}: cannot write (folder {parent} is not writable)")
         try:
-            group = zarr.open_group(str(path), mode="w", zarr_format=3)
+            path.mkdir(exist_ok=True)
+        except OSError as error:
+            raise UserError(f"{path}: cannot write ({error})") from None
+        # The lease first (atomic): of two writers creating the same store, one is refused.
+        lease = acquire(path)
+        try:
+            store = cls._create(
+                path,
+                lease,
+                label_size,
+                identity,
+                attrs,
+                compression_level,
+                table_chunk,
+                frames_per_shard,
+            )
+        except BaseException:
+            release_lease(path, lease.token)
+            raise
+        return store
+
+    @classmethod
+    def _create(
+        cls,
+        path: Path,
+        lease: Lease,
+        label_size: tuple[int, int],
+        identity: dict[str, Any],
+        attrs: Mapping[str, Any],
+        compression_level: int,
+        table_chunk: int,
+        frames_per_shard: int,
+    ) -> LabelStore:
+        import zarr
+
+        try:
+            # "a", not "w": "w" would delete the lease just taken.
+            group = zarr.open_group(str(path), mode="a", zarr_format=3)
         except OSError as error:
             raise UserError(f"{path}: cannot write ({error})") from None
         _create_arrays(group, label_size, compression_level, table_chunk, frames_per_shard)
@@ -191,9 +258,13 @@ class LabelStore:
             EMPTY_CHUNKS_KEY: True,
         }
         group.attrs[ATTRS_KEY] = meta
+        # The metadata files first, durable, then the first commit record (and the store's
+        # own name in its parent folder).
+        sync_files(path, [str(f.relative_to(path)) for f in path.rglob("zarr.json")])
+        sync_dir(path.parent)
         progress = Progress()
         _atomic_write(path / PROGRESS_FILE, progress.to_json())
-        return cls(path, group, progress, done=False)
+        return cls(path, group, progress, done=False, lease=lease)
 
     @classmethod
     def _reopen(cls, path: Path, identity: dict[str, Any], label_size: tuple[int, int]):
@@ -216,13 +287,29 @@ class LabelStore:
                 f"{path}: store was made from {what} (differs in: {', '.join(differing)}); "
                 "use --overwrite to replace it or choose another --out"
             )
-        progress = intact_commit(path, group, meta)
-        done = meta.get("status") == "done"
-        store = cls(path, group, progress, done=done)
-        if not done:
+        if meta.get("status") == "done":
+            return cls(path, group, intact_commit(path, group, meta), done=True)
+        # Checked before the lease is taken: a refused resume changes no file.
+        check_free(path)
+        checked = intact_commit(path, group, meta)
+        lease = acquire(path)
+        try:
+            # Read again under the lease: another writer may have committed in between.
+            group = zarr.open_group(str(path), mode="r+")
+            meta = dict(group.attrs[ATTRS_KEY])
+            progress = checked
+            if load_progress(path, meta) != checked or meta.get("status") == "done":
+                progress = intact_commit(path, group, meta)
+            if meta.get("status") == "done":
+                release_lease(path, lease.token)
+                return cls(path, group, progress, done=True)
+            store = cls(path, group, progress, done=False, lease=lease)
             store._truncate()
             meta["status"] = "running"
             group.attrs[ATTRS_KEY] = meta
+        except BaseException:
+            release_lease(path, lease.token)
+            raise
         return store
 
     def _truncate(self) -> None:
@@ -230,12 +317,12 @@ class LabelStore:
         for partial in self.path.rglob("*.partial"):
             partial.unlink(missing_ok=True)
         frames, segments = self.progress.frames, self.progress.segments
-        labels = self._array("labels")
-        labels.resize((frames, *labels.shape[1:]))
-        for name in FRAME_COLUMNS:
-            self._array(f"frames/{name}").resize((frames,))
-        for name in SEGMENT_COLUMNS:
-            self._array(f"segments/{name}").resize((segments,))
+        sizes = {"labels": frames, **{f"frames/{c}": frames for c in FRAME_COLUMNS}}
+        sizes.update({f"segments/{c}": segments for c in SEGMENT_COLUMNS})
+        for name, rows in sizes.items():
+            array = self._array(name)
+            array.resize((rows, *array.shape[1:]))
+            self._unsynced.add(f"{name}/zarr.json")
 
     # ------------------------------------------------------------------ writing
     @property
@@ -271,6 +358,8 @@ class LabelStore:
             commit: write the progress record now; otherwise the frames stay invisible (and
                 are dropped by a resume) until a later `commit`.
         """
+        if self._lease is not None:
+            check_held(self.path, self._lease)  # a fenced writer must not touch the data
         n = int(labels.shape[0])
         t0, s0 = self._written
         local = np.asarray(segments["frame"], np.int64)
@@ -278,23 +367,45 @@ class LabelStore:
         counts = np.bincount(local, minlength=n).astype(np.int32) if m else np.zeros(n, np.int32)
         starts = (s0 + np.cumsum(counts) - counts).astype(np.int64)
         frame_rows = {**frames, "segment_start": starts, "segment_count": counts}
-        _append(self._array("labels"), t0, np.asarray(labels, np.int32))
+        self._append("labels", t0, np.asarray(labels, np.int32))
         for name, dtype in FRAME_COLUMNS.items():
-            _append(self._array(f"frames/{name}"), t0, np.asarray(frame_rows[name], dtype))
+            self._append(f"frames/{name}", t0, np.asarray(frame_rows[name], dtype))
         segment_rows = {**segments, "frame": local + t0}
         for name, dtype in SEGMENT_COLUMNS.items():
-            _append(self._array(f"segments/{name}"), s0, np.asarray(segment_rows[name], dtype))
+            self._append(f"segments/{name}", s0, np.asarray(segment_rows[name], dtype))
         self._written = (t0 + n, s0 + m)
         if commit:
             self.commit(tracker_state, extra)
 
+    def _append(self, name: str, start: int, values: np.ndarray) -> None:
+        """Append rows to array `name`, remembering the files written for the next commit."""
+        array = self._array(name)
+        if _append(array, start, values):
+            self._unsynced.add(f"{name}/zarr.json")
+        self._unsynced.update(written_files(array, name, start, start + values.shape[0]))
+
+    def _sync(self) -> None:
+        """fsync every file written since the last commit (and the group's attributes)."""
+        sync_files(self.path, [*self._unsynced, "zarr.json"])
+        self._unsynced.clear()
+
     def commit(self, tracker_state: str | None = None, extra: dict[str, Any] | None = None) -> None:
-        """Make every appended frame visible and resumable (atomic progress record)."""
+        """Make every appended frame visible and resumable (atomic progress record).
+
+        Raises:
+            UserError: another writer took the lease over; nothing is committed.
+        """
+        if self._lease is not None:
+            check_held(self.path, self._lease)
         frames, segments = self._written
-        self.progress = Progress(
+        progress = Progress(
             frames=frames, segments=segments, tracker=tracker_state, extra=extra or {}
         )
-        _atomic_write(self.path / PROGRESS_FILE, self.progress.to_json())
+        self._sync()  # the data first: the record must never promise rows not on disk
+        _atomic_write(self.path / PROGRESS_FILE, progress.to_json())
+        self.progress = progress
+        if self._lease is not None:
+            self._lease = renew(self.path, self._lease)
 
     def finish(self, **attrs: Any) -> None:
         """Trim the arrays to the committed counts, write the tracks table, mark done
@@ -303,11 +414,15 @@ class LabelStore:
         self._written = (self.progress.frames, self.progress.segments)
         reader = StoreReader(self.path)
         tracks = summarize_tracks(reader.segments)
+        if self._lease is not None:
+            check_held(self.path, self._lease)
         for name, dtype in TRACK_COLUMNS.items():
             array = self._array(f"tracks/{name}")
             array.resize((len(tracks[name]),))
             if len(tracks[name]):
                 array[:] = np.asarray(tracks[name], dtype)
+            self._unsynced.add(f"tracks/{name}/zarr.json")
+            self._unsynced.update(written_files(array, f"tracks/{name}", 0, len(tracks[name])))
         self.update_attrs(
             **attrs,
             status="done",
@@ -315,7 +430,9 @@ class LabelStore:
             segments=self.progress.segments,
             tracks=len(tracks["track_id"]),
         )
+        self._sync()
         self.done = True
+        self.close()
 
 
 def _create_arrays(
@@ -353,19 +470,22 @@ def _create_arrays(
             )
 
 
-def _append(array: Any, start: int, values: np.ndarray) -> None:
+def _append(array: Any, start: int, values: np.ndarray) -> bool:
     """Write `values` at rows [start, start + len), growing the array in large steps (few
-    metadata rewrites); `finish`/`_truncate` cut it back to the committed length."""
+    metadata rewrites); `finish`/`_truncate` cut it back to the committed length. Returns
+    whether the array was resized (its metadata rewritten)."""
     stop = start + values.shape[0]
     if values.shape[0] == 0:
-        return
-    if array.shape[0] < stop:
+        return False
+    resized = array.shape[0] < stop
+    if resized:
         # Grow by the current length (at least 256 rows, at most 4096): an exact fit would
         # resize (rewrite the metadata) again on every equal-sized block.
         length = array.shape[0]
         grown = max(stop, length + min(max(length, 256), 4096))
         array.resize((grown, *array.shape[1:]))
     array[start:stop] = values
+    return resized
 
 
 def summarize_tracks(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -10,7 +10,8 @@ done). `streamseg info --check` (store_check.py) goes further and decodes everyt
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,52 @@ def intact_commit(path: Path, group: Any, meta: Mapping[str, Any]) -> Progress:
     if problems:
         raise DamagedStore(path, problems, START_OVER)
     return progress
+
+
+def written_files(array: Any, name: str, start: int, stop: int) -> list[str]:
+    """The files (relative to the store) holding rows [start, stop) of array `name`.
+
+    Computed from the array's metadata, not by walking the store: a commit's rows live in a
+    few files (the storage grid's shard, or chunk, along the rows), so this costs nothing
+    however long the store has grown.
+    """
+    if stop <= start:
+        return []
+    rows = int((array.shards or array.chunks)[0])
+    tail = (0,) * (len(array.shape) - 1)
+    keys = range(start // rows, (stop - 1) // rows + 1)
+    return [f"{name}/{array.metadata.encode_chunk_key((k, *tail))}" for k in keys]
+
+
+def sync_files(store: Path, files: Iterable[str]) -> None:
+    """fsync `files` (relative to `store`; missing ones skipped: zarr need not write a chunk)
+    and every folder from theirs up to the store's, once each: zarr writes a file as a temp
+    file renamed into place, and a rename (or a new folder) is durable only once its folder
+    is synced."""
+    folders: set[Path] = set()
+    for relative in sorted(set(files)):
+        file = store / relative
+        try:
+            fd = os.open(file, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        folder = file.parent
+        while folder != store and store in folder.parents:
+            folders.add(folder)
+            folder = folder.parent
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        sync_dir(folder)
+    sync_dir(store)
+
+
+def sync_dir(folder: Path) -> None:
+    """fsync a folder (the names in it: renames, new files, new subfolders)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,176 @@
+"""The writer lease of a store (one writer at a time, fenced commits) and commit durability."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_segmenter import make_blob_video
+
+from streamseg.cli import main
+from streamseg.commands.run import FACTORY_ENV
+from streamseg.errors import UserError
+from streamseg.video.store import LabelStore, open_store
+from streamseg.video.store_lease import LEASE_FILE, read_lease
+
+SIZE = (6, 8)
+
+
+@pytest.fixture(autouse=True)
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(FACTORY_ENV, "fake_segmenter:make_fake")
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_blob_video(tmp_path_factory.mktemp("v") / "blobs.mp4", frames=8)
+
+
+@pytest.fixture
+def live_pid() -> Iterator[int]:
+    """The pid of a live process on this host (not this one)."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process.pid
+    process.kill()
+    process.wait()
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _lease(store: Path, pid: int, host: str | None = None, expires: float | None = None) -> None:
+    store.mkdir(exist_ok=True)
+    data = {
+        "host": host or socket.gethostname(),
+        "pid": pid,
+        "started": "2026-12-06T19:00:00Z",
+        "token": 7,
+        "expires": time.time() + 600 if expires is None else expires,
+        "program": "streamseg run",
+    }
+    (store / LEASE_FILE).write_text(json.dumps(data))
+
+
+def _open(path: Path) -> LabelStore:
+    return LabelStore.open(path, label_size=SIZE, identity={"a": 1}, attrs={})
+
+
+def _write(store: LabelStore, t0: int, n: int) -> None:
+    labels = np.full((n, *SIZE), 1, np.int32)
+    frames = {k: np.arange(t0, t0 + n) for k in ("index", "pts", "time", "keyframe", "corrupt")}
+    segments = {k: np.zeros(n, np.int64) for k in ("track_id", "class_id", "score", "area")}
+    segments.update({k: np.zeros(n, np.int64) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")})
+    segments.update(frame=np.arange(n), track_id=np.ones(n), is_thing=np.ones(n))
+    store.write_block(labels, frames, segments, tracker_state="{}")
+
+
+def _unfinished(path: Path) -> None:
+    store = _open(path)
+    _write(store, 0, 2)
+    store.close()
+    assert not (path / LEASE_FILE).exists()
+
+
+def test_a_second_run_is_refused_naming_the_holder(
+    tmp_path: Path, blobs: Path, live_pid: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "s.zarr"
+    _lease(store, live_pid)  # a writer creating the store right now
+    capsys.readouterr()
+    assert main(["run", str(blobs), "--out", str(store), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    host = socket.gethostname()
+    assert len(err.splitlines()) == 1
+    assert (
+        f"{store}: in use by pid {live_pid} on host {host} since 2026-12-06T19:00:00Z "
+        f"(streamseg run); wait for it, or remove {store}/lease.json if that process is gone"
+    ) in err
+    assert main(["run", str(blobs), "--out", str(store), "--overwrite", "--quiet"]) == 2
+    assert read_lease(store).pid == live_pid  # untouched
+
+
+def test_a_writer_on_an_unfinished_store_in_use_is_refused(tmp_path: Path, live_pid: int) -> None:
+    store = tmp_path / "s.zarr"
+    _unfinished(store)
+    _lease(store, live_pid)
+    progress = (store / "progress.json").read_bytes()
+    with pytest.raises(UserError, match=f"in use by pid {live_pid}"):
+        _open(store)
+    assert (store / "progress.json").read_bytes() == progress
+    assert len(open_store(store)) == 2  # readers ignore the lease
+
+
+def test_a_stale_lease_on_this_host_is_taken_over(tmp_path: Path, blobs: Path) -> None:
+    store = tmp_path / "s.zarr"
+    _lease(store, _dead_pid())
+    assert main(["run", str(blobs), "--out", str(store), "--quiet"]) == 0
+    assert open_store(store).status == "done"
+    assert not (store / LEASE_FILE).exists()  # released at the end
+
+
+def test_another_hosts_lease_is_taken_over_only_after_its_expiry(tmp_path: Path) -> None:
+    store = tmp_path / "s.zarr"
+    _unfinished(store)
+    _lease(store, 1234, host="elsewhere")
+    with pytest.raises(UserError, match="in use by pid 1234 on host elsewhere"):
+        _open(store)
+    _lease(store, 1234, host="elsewhere", expires=time.time() - 1)
+    writer = _open(store)
+    lease = read_lease(store)
+    assert lease.pid == os.getpid() and lease.token > 7
+    writer.close()
+    assert not (store / LEASE_FILE).exists()
+
+
+def test_a_fenced_writer_commits_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    first = _open(path)
+    _write(first, 0, 2)
+    second = _open(path)  # takes the lease over (this process: the first is presumed dropped)
+    progress = (path / "progress.json").read_bytes()
+    with pytest.raises(UserError, match="lease was taken over by pid .*stops without committing"):
+        first.commit("{}")
+    with pytest.raises(UserError, match="lease was taken over"):
+        _write(first, 2, 2)
+    assert (path / "progress.json").read_bytes() == progress
+    _write(second, 2, 2)
+    second.finish()
+    assert len(open_store(path)) == 4
+
+
+def test_data_is_fsynced_before_the_commit_record_replaces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "s.zarr"
+    store = _open(path)
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, os.replace
+
+    def record_fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def record_replace(src, dst) -> None:  # noqa: ANN001 - os.replace's own types
+        events.append(("replace", str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    _write(store, 0, 2)
+    commit = events.index(("replace", str(path / "progress.json")))
+    synced = {Path(name) for kind, name in events[:commit] if kind == "fsync"}
+    for data in ("labels/c/0/0/0", "frames/index/c/0", "segments/area/c/0", "labels/zarr.json"):
+        assert path / data in synced, data
+    assert path / "labels/c/0/0" in synced  # the folder of a renamed chunk file
+    assert ("fsync", str(path)) in events[commit:]  # the rename, durable
