@@ -29,7 +29,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def refuse_input(out: str | Path, inputs: Iterable[str | Path | None], what: str) -> None:
-    """Raise if `out` is (or is inside, for a folder input that is a store) one of `inputs`.
+    """Raise if `out` is one of `inputs` (the same file, or the same resolved path).
 
     Args:
         out: the path about to be written.

@@ -205,6 +205,15 @@ def get_preset(name: str) -> FCCLIPConfig:
     return PRESETS[name]
 
 
+def unknown_model_error(name: str) -> UserError:
+    """The error for a `--model` that is no file, folder, model name or preset (raised by the
+    loader's early check and by `Segmenter.from_pretrained`, with the same words)."""
+    return UserError(
+        f"{name}: no such file or folder, and not a model name "
+        f"(presets: {', '.join(sorted(PRESETS))})"
+    )
+
+
 def with_overrides(config: FCCLIPConfig, **changes: Any) -> FCCLIPConfig:
     """A copy of `config` with some fields changed (thin wrapper of dataclasses.replace)."""
     return replace(config, **changes)

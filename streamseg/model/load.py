@@ -43,20 +43,16 @@ def load_segmenter(
     """
     name = str(model) if model is not None else DEFAULT_MODEL
     resolved = resolve_model(name, str(clip_weights) if clip_weights is not None else None)
-    if note is None or name not in PRESETS:
-        return Segmenter.from_pretrained(
-            resolved.name_or_path,
-            config=resolved.config,
-            clip_weights=resolved.clip_weights,
-            device=device,
+    noted = note is not None and name in PRESETS
+    if noted:
+        print(
+            f"{note}: note: {name} has random weights (no trained model given): "
+            "the output shows the file formats, not real segmentations",
+            file=sys.stderr,
         )
-    print(
-        f"{note}: note: {name} has random weights (no trained model given): "
-        "the output shows the file formats, not real segmentations",
-        file=sys.stderr,
-    )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # said in the note above
+        if noted:
+            warnings.simplefilter("ignore", UserWarning)  # said in the note above
         return Segmenter.from_pretrained(
             resolved.name_or_path,
             config=resolved.config,
@@ -71,14 +67,11 @@ def check_model(model: str | Path | None = None, clip_weights: str | Path | None
     `streamseg batch` calls this before it starts workers, so a registry entry that was never
     fetched is one line and exit 2, not one failed task per video.
     """
-    from streamseg.errors import UserError
+    from streamseg.model.config import unknown_model_error
     from streamseg.model.embedded import find_model_folder
 
     name = str(model) if model is not None else DEFAULT_MODEL
     resolved = resolve_model(name, str(clip_weights) if clip_weights is not None else None)
     if Path(resolved.name_or_path).exists() or name in PRESETS or find_model_folder(name):
         return
-    raise UserError(
-        f"{name}: no such file or folder, and not a model name "
-        f"(presets: {', '.join(sorted(PRESETS))})"
-    )
+    raise unknown_model_error(name)

@@ -28,7 +28,7 @@ from torch import Tensor
 from streamseg.errors import UserError
 from streamseg.model import checkpoint
 from streamseg.model.backbone import build_tokenizer
-from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset
+from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset, unknown_model_error
 from streamseg.model.default_vocab import folder_default_vocabulary
 from streamseg.model.embedded import DEFAULT_MODEL, find_model_folder  # also imported from here
 from streamseg.model.fcclip import FCCLIP, build_model
@@ -214,10 +214,7 @@ class Segmenter:
             files = (Path(clip_weights),) if clip_weights is not None else ()
             label = f"{name}-random-seed{seed}"
         else:
-            raise UserError(
-                f"{name}: no such file or folder, and not a model name "
-                f"(presets: {', '.join(sorted(PRESETS))})"
-            )
+            raise unknown_model_error(name)
         if clip_weights is not None and Path(clip_weights) not in files:
             files = (*files, Path(clip_weights))
         segmenter = cls(model=model, config=config, device=resolved, name=label, weight_files=files)

@@ -65,18 +65,19 @@ def run_file(
     check_run_settings(config)
     out = Path(out)
     overlay_path = overlay_output(overlay, config)
+    if overlay_path is not None:
+        # Checked before the model loads and the store is touched: a bad --overlay must not
+        # leave a new store, and an overlay never replaces the source or a file streamseg did
+        # not write.
+        check_overlay_output(overlay_path, inputs=[source], overwrite=overwrite, what="--overlay")
+        folder = overlay_path.resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UserError(f"{overlay_path}: cannot write (folder {folder} is not writable)")
 
     info = probe(source, stream=decode.stream)
     scale = config.store.label_scale
     label_size = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
     model = prepare_model(config, segmenter, vocabulary)
-    if overlay_path is not None:
-        # Checked before the store is touched: a bad --overlay must not leave a new store, and
-        # an overlay never replaces the source or a file streamseg did not write.
-        check_overlay_output(overlay_path, inputs=[source], overwrite=overwrite, what="--overlay")
-        folder = overlay_path.resolve().parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise UserError(f"{overlay_path}: cannot write (folder {folder} is not writable)")
     identity, attrs = _store_identity(source, info, config, model, label_size)
     store = LabelStore.open(
         out,

@@ -23,11 +23,10 @@ def check_run_settings(config: RunConfig) -> None:
     """UserError for settings no run can use, before anything is created or loaded.
 
     Every option is checked here, so a bad one never leaves a store marked "running" or
-    a model loaded for nothing; the vocabulary options are read (not yet set) to fail early.
+    a model loaded for nothing; the vocabulary options are read by `prepare_model`, before
+    the model loads.
     """
     import math
-
-    from streamseg.model.vocab import vocabulary_from_options
 
     model, decode, store = config.model, config.decode, config.store
     if model.batch_size < 1:
@@ -60,7 +59,6 @@ def check_run_settings(config: RunConfig) -> None:
         raise UserError(
             f"[store] frames_per_shard: must be 0 or more, got {store.frames_per_shard}"
         )
-    vocabulary_from_options(model.vocab, model.vocab_file, model.stuff)
 
 
 def overlay_output(overlay: str | Path | None, config: RunConfig) -> Path | None:
@@ -81,16 +79,13 @@ def resolve_vocabulary(segmenter: SegmenterLike, vocabulary: Any, config: RunCon
     """Set the segmenter's vocabulary from the argument or the config; return it.
 
     Args:
-        vocabulary: a `Vocabulary`, CLI-syntax string or list; None = `config.model.vocab` /
-            `vocab_file`, else the segmenter's current one, else the model's default.
+        vocabulary: a `Vocabulary`, CLI-syntax string or list; None = the segmenter's current
+            one, else the model's default (`prepare_model` reads `config.model.vocab` /
+            `vocab_file` first).
     Raises:
         UserError: no vocabulary anywhere.
     """
-    from streamseg.model.vocab import vocabulary_from_options
-
     settings = config.model
-    if vocabulary is None:
-        vocabulary = vocabulary_from_options(settings.vocab, settings.vocab_file, settings.stuff)
     if vocabulary is None and segmenter.vocabulary is None:
         # No --vocab: the model's own default (weights/shapes-tiny names "shapes"), through the
         # same resolver as `streamseg image` and the app.
@@ -147,8 +142,15 @@ def prepare_model(
     """Build (unless given), compile (`config.model.compile`), set the vocabulary.
 
     Raises:
-        UserError: no vocabulary, `--keep` names outside it, `--compile` on a stand-in.
+        UserError: bad vocabulary options, no vocabulary, `--keep` names outside it,
+            `--compile` on a stand-in.
     """
+    if vocabulary is None:
+        from streamseg.model.vocab import vocabulary_from_options
+
+        # Read once, before the model loads: a bad --vocab-file fails at once.
+        settings = config.model
+        vocabulary = vocabulary_from_options(settings.vocab, settings.vocab_file, settings.stuff)
     if segmenter is None:
         segmenter = build_segmenter(config)
     if config.model.compile:
