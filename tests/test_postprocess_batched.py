@@ -22,6 +22,14 @@ from panoptic_reference import (
 )
 from torch.overrides import TorchFunctionMode
 
+from streamseg.model import panoptic_batch
+from streamseg.model.code_stats import (
+    code_stats_from_lines,
+    code_stats_from_runs,
+    lookup,
+    lookup_gather,
+    merged_boxes,
+)
 from streamseg.model.host_copy import to_host
 from streamseg.model.outputs import FrameSegmentation
 from streamseg.model.panoptic_batch import MaskSizes, count_true, keep_queries, label_dtype
@@ -32,7 +40,6 @@ from streamseg.model.panoptic_frames import (
     host_frames,
 )
 from streamseg.model.postprocess import class_logits_from_probs, resize_mask_logits
-from streamseg.model.segment_table import areas_and_boxes, line_counts
 from streamseg.model.segmenter import Segmenter
 
 SAMPLE = Path(__file__).resolve().parents[1] / "weights" / "shapes-tiny" / "sample.mp4"
@@ -267,18 +274,53 @@ def test_label_dtype_is_the_smallest_that_holds_the_ids() -> None:
     assert label_dtype(32768) == torch.int32
 
 
-def test_areas_and_boxes_equal_reference_per_id() -> None:
+@pytest.mark.parametrize("stats", [code_stats_from_lines, code_stats_from_runs])
+def test_areas_and_boxes_equal_reference_per_id(stats) -> None:
     generator = torch.Generator().manual_seed(2)
     labels = torch.randint(0, 4, (3, 9, 13), generator=generator, dtype=torch.uint8)
     labels[1][labels[1] == 2] = 0  # an absent id
     labels[2] = 0
     labels[2, 4, 5] = 3
-    rows, cols = line_counts(labels.long(), 6)
-    areas, boxes = areas_and_boxes(rows[:, :, 1:], cols[:, :, 1:])
+    codes = stats(labels, 6)
+    owner = torch.arange(6).expand(3, 6)  # each id its own code; code 0 is background
+    areas, boxes = merged_boxes(codes, owner, 5)
     for b in range(3):
         want_boxes, want_areas = boxes_and_areas(labels[b].int(), [1, 2, 3, 4, 5])
         assert areas[b].tolist() == want_areas
         assert [tuple(x) for x in boxes[b].tolist()] == want_boxes
+
+
+def test_boxes_of_ids_made_of_several_codes() -> None:
+    # Codes 1 and 3 form id 1, code 2 is id 2, codes 0 and 4 belong to no id.
+    code = torch.zeros(1, 6, 8, dtype=torch.uint8)
+    code[0, 1, 2] = 1
+    code[0, 4, 6:8] = 3
+    code[0, 2:4, 0:2] = 2
+    code[0, 5, 5] = 4
+    owner = torch.tensor([[0, 1, 2, 1, 0]])
+    areas, boxes = merged_boxes(code_stats_from_runs(code, 5), owner, 2)
+    assert areas.tolist() == [[3, 4]]
+    # id 1 spans rows 1..4 and columns 2..7; id 2 rows 2..3, columns 0..1.
+    assert boxes.tolist() == [[[2, 1, 6, 4], [0, 2, 2, 2]]]
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 1), (1, 1, 7), (3, 40, 33)])
+def test_run_and_line_stats_agree(shape) -> None:
+    generator = torch.Generator().manual_seed(sum(shape))
+    for bins in (2, 9):
+        small = torch.randint(0, bins, shape, generator=generator, dtype=torch.uint8)
+        blocky = small.repeat_interleave(3, 2)
+        for code in (small, blocky, torch.zeros_like(small)):
+            runs, lines = code_stats_from_runs(code, bins), code_stats_from_lines(code, bins)
+            for name in ("count", "y0", "y1", "x0", "x1"):
+                assert torch.equal(getattr(runs, name), getattr(lines, name)), name
+            assert runs.count.sum().item() == code.numel()
+
+
+def test_lookup_reads_each_maps_table() -> None:
+    table = torch.tensor([[0, 5, 6], [0, 7, 0]], dtype=torch.uint8)
+    code = torch.tensor([[[0, 1], [2, 2]], [[1, 1], [2, 0]]], dtype=torch.uint8)
+    assert lookup(table, code).tolist() == [[[0, 5], [6, 6]], [[7, 7], [0, 0]]]
 
 
 def test_to_host_round_trips_mixed_dtypes() -> None:
@@ -487,7 +529,11 @@ def count_syncs(segments: int, reference: bool = False) -> int:
     return len(counter.calls)
 
 
-def test_host_reads_per_batch_do_not_grow_with_segments() -> None:
+def test_host_reads_per_batch_do_not_grow_with_segments(monkeypatch) -> None:
+    # The accelerator path: on the CPU, stats and lookup go through numpy, which has no
+    # device to synchronise with.
+    monkeypatch.setattr(panoptic_batch, "code_stats", code_stats_from_lines)
+    monkeypatch.setattr(panoptic_batch, "lookup", lookup_gather)
     few, many = count_syncs(3), count_syncs(30)
     assert few == many == 2  # the kept counts, then the one copy of maps and table
     # The counter sees per-segment reads: the former path makes more of them per segment.

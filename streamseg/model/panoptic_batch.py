@@ -16,8 +16,8 @@ from dataclasses import astuple, dataclass
 import torch
 from torch import Tensor
 
+from streamseg.model.code_stats import code_stats, lookup, merged_boxes
 from streamseg.model.postprocess import resize_mask_logits
-from streamseg.model.segment_table import areas_and_boxes, line_counts, merge_lines
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def winning_slots(
     counts: Sequence[int],
     sizes: MaskSizes,
     chunk: int,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor]:
     """Official per-pixel assignment: each pixel goes to the kept query with the largest
     score * sigmoid(mask logit), the earliest on ties (argmax); masks made at the output size
     in the official resize order (`postprocess.resize_mask_logits`).
@@ -157,17 +157,18 @@ def winning_slots(
         chunk: queries per step.
 
     Returns:
-        winner (B, H, W) long slot, inside (B, H, W) bool (the winner's sigmoid >= 0.5) and
-        original_area (B, K) long (pixels with sigmoid >= 0.5 per slot; 0 for padding).
+        code (B, H, W) in `label_dtype(2K - 1)`: the winning slot, plus K where the winner's
+        sigmoid >= 0.5 (the pixels it paints if it survives); and original_area (B, K) long
+        (pixels with sigmoid >= 0.5 per slot; 0 for padding).
     """
     height, width = sizes.output
     device = slot_scores.device
     batch, slots = slot_scores.shape
-    winner = torch.zeros((batch, height, width), dtype=torch.long, device=device)
-    inside = torch.zeros((batch, height, width), dtype=torch.bool, device=device)
+    dtype = label_dtype(2 * slots - 1)
+    code = torch.zeros((batch, height, width), dtype=dtype, device=device)
     original_area = torch.zeros((batch, slots), dtype=torch.long, device=device)
     for b, count in enumerate(counts):
-        best = torch.full((height, width), float("-inf"), device=device)
+        best = winner = inside = None
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
             rows = queries[b, start:stop]
@@ -177,13 +178,19 @@ def winning_slots(
             original_area[b, start:stop] = count_true(over_half)
             values, arg = probs.mul_(slot_scores[b, start:stop, None, None]).max(0)
             won_inside = over_half.gather(0, arg[None])[0]
-            if start:
-                arg += start
+            arg = arg.to(dtype)
+            if best is None or winner is None or inside is None:
+                # The first chunk wins everywhere: no comparison, no fill.
+                best, winner, inside = values, arg, won_inside
+                continue
+            arg += start
             better = values > best  # strict: earlier queries keep ties
             torch.where(better, values, best, out=best)
-            torch.where(better, arg, winner[b], out=winner[b])
-            torch.where(better, won_inside, inside[b], out=inside[b])
-    return winner, inside, original_area
+            torch.where(better, arg, winner, out=winner)
+            torch.where(better, won_inside, inside, out=inside)
+        if winner is not None and inside is not None:
+            torch.add(winner, inside.to(dtype), alpha=slots, out=code[b])
+    return code, original_area
 
 
 def exact_ratio_dtype(device: torch.device) -> torch.dtype:
@@ -257,27 +264,19 @@ def panoptic_batch(
     queries, valid = kept_slots(kept, slots)
     classes = kept.labels.gather(1, queries)
     scores = kept.scores.gather(1, queries)
-    winner, inside, original_area = winning_slots(
-        mask_logits, queries, scores, counts, sizes, chunk
-    )
-    # Each pixel's slot, moved up by K where the winner's sigmoid >= 0.5 (the pixels it
-    # paints if it survives): per-row and per-column counts of that code give every slot's
-    # won and inside area, and the segments' areas and boxes, with no per-segment pass.
-    code = torch.add(winner, inside, alpha=slots)
-    rows, cols = line_counts(code, 2 * slots)
-    per_slot = rows.sum(1)
-    mask_area = per_slot[:, slots:]
-    won = per_slot[:, :slots] + mask_area
+    code, original_area = winning_slots(mask_logits, queries, scores, counts, sizes, chunk)
+    # Counts of each code give every slot's won and inside area; the extents of the inside
+    # codes give the segments' boxes, with no per-segment pass.
+    stats = code_stats(code, 2 * slots)
+    mask_area = stats.count[:, slots:]
+    won = stats.count[:, :slots] + mask_area
     segment_of, opens = assign_slots(
         classes, valid, won, original_area, mask_area, is_thing, overlap_threshold
     )
-    areas, boxes = areas_and_boxes(
-        merge_lines(rows[:, :, slots:], segment_of, slots),
-        merge_lines(cols[:, :, slots:], segment_of, slots),
-    )
-    # The same code paints the map in one gather: 0 below K, the slot's segment id above.
+    areas, boxes = merged_boxes(stats.columns(slots, 2 * slots), segment_of, slots)
+    # The same code paints the map in one lookup: 0 below K, the slot's segment id above.
     ids = torch.cat([torch.zeros_like(segment_of), segment_of], 1).to(label_dtype(slots))
-    labels = ids.gather(1, code.flatten(1)).view(code.shape)
+    labels = lookup(ids, code)
     first = true_first(opens)
     first_classes = classes.gather(1, first)
     return PanopticBatch(

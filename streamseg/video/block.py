@@ -104,7 +104,7 @@ class StoreBlock:
             for t in (tracked if overlay else ())
         )
         return cls(
-            labels=np.stack([t.labels for t in tracked]).astype(np.int32),
+            labels=np.stack([t.labels for t in tracked], dtype=np.int32),  # one copy, cast in it
             frames=frame_columns([t.frame for t in tracked]),
             segments=segment_columns(rows),
             overlay=pictures,
@@ -115,6 +115,8 @@ class StoreBlock:
 def join_blocks(blocks: Sequence[StoreBlock]) -> StoreBlock:
     """The frames of `blocks` as one block (segment frames renumbered; no overlay, no
     commit): one store write instead of one per block."""
+    if len(blocks) == 1 and not blocks[0].overlay and blocks[0].commit is None:
+        return blocks[0]  # nothing to join: no copy of its labels
     offsets = np.cumsum([0] + [b.num_frames for b in blocks[:-1]])
     segments = {}
     for name in blocks[0].segments:
