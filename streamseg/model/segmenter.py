@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from streamseg.errors import UserError
@@ -89,6 +90,19 @@ def resize_shortest_edge(
         scale = max_size / max(new_h, new_w)
         new_h, new_w = new_h * scale, new_w * scale
     return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def resize_uint8(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Antialiased bilinear resize of an (H, W, 3) uint8 picture to `size` (h, w).
+
+    detectron2 (and so the official FC-CLIP) resizes with Pillow's BILINEAR; torch's uint8
+    antialiased path implements the same filter on all the CPU's threads, ~10x faster at
+    1080p on the 2-core machine. It rounds differently on a few pixels: at most 1 level, on
+    under 1% of them (tests/test_segmenter.py), far below the input's own coding noise.
+    """
+    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+    resized = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].permute(1, 2, 0).contiguous().numpy()
 
 
 @dataclass(frozen=True)
@@ -376,13 +390,11 @@ class Segmenter:
         )
 
     def _resized(self, frame: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (h, w, 3) uint8 at the model input size (PIL bilinear)."""
+        """(H, W, 3) uint8 -> (h, w, 3) uint8 at the model input size (`resize_uint8`)."""
         height, width = frame.shape[:2]
         size = self.input_size(height, width)
         if size != (height, width):
-            from PIL import Image
-
-            frame = np.asarray(Image.fromarray(frame).resize((size[1], size[0]), Image.BILINEAR))
+            frame = resize_uint8(frame, size)
         return frame
 
     def _upload(self, frames: list[np.ndarray]) -> Tensor:
