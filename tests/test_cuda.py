@@ -103,6 +103,28 @@ def test_post_processing_between_its_two_reads_does_not_synchronise() -> None:
     assert table["labels"].shape == (2, *image.shape[:2])
 
 
+def test_code_stats_and_lookup_on_cuda_equal_the_cpu_runs() -> None:
+    """model/code_stats.py: the accelerator path (scatters, gather) gives what the CPU path
+    (row runs, numpy lookup) gives, without synchronising."""
+    from streamseg.bench.sync_debug import sync_debug_mode
+    from streamseg.model.code_stats import code_stats, lookup
+
+    generator = torch.Generator().manual_seed(0)
+    small = torch.randint(0, 9, (3, 27, 48), generator=generator, dtype=torch.uint8)
+    code = small.repeat_interleave(40, 1).repeat_interleave(40, 2)  # 1080 x 1920 blocks
+    table = torch.randint(0, 200, (3, 9), generator=generator, dtype=torch.uint8)
+    want_stats, want_labels = code_stats(code, 9), lookup(table, code)
+    on_device, table_on_device = code.cuda(), table.cuda()
+    torch.cuda.synchronize()
+    with sync_debug_mode("error"):
+        stats = code_stats(on_device, 9)
+        labels = lookup(table_on_device, on_device)
+    torch.cuda.synchronize()
+    for name in ("count", "y0", "y1", "x0", "x1"):
+        assert torch.equal(getattr(stats, name).cpu(), getattr(want_stats, name)), name
+    assert torch.equal(labels.cpu(), want_labels)
+
+
 def test_sync_check_finds_a_read_and_passes_a_clean_loop() -> None:
     from streamseg.bench.sync_debug import check_syncs
 
