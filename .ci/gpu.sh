@@ -14,7 +14,8 @@
 #   --wheels DIR  wheels to install from (default: $WHEELS); without it nothing is installed
 #                 and streamseg must import already
 # environment: PYTHON (python3), MODEL (fcclip-convnext-large), SIZE (1080x1920), FRAMES (16),
-#   BATCH (4), REPEATS (2), PRECISIONS ("fp32 bf16"), STEP_TIMEOUT (seconds per step, 400)
+#   BATCH (4), REPEATS (2), PRECISIONS ("fp32 bf16"; "tf32" also measures TensorFloat-32),
+#   STEP_TIMEOUT (seconds per step, 400)
 # exit: 0 when every step passed, 1 when one failed (the report is written either way),
 #   2 for bad usage or no CUDA.
 set -euo pipefail
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     --dry-run) dry_run=1 ;;
     --wheels) shift; wheels="${1:-}" ;;
     --wheels=*) wheels="${1#--wheels=}" ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     -*) echo "gpu.sh: unknown option $1" >&2; exit 2 ;;
     *) if [ -n "$out" ]; then echo "gpu.sh: one OUT folder only" >&2; exit 2; fi; out="$1" ;;
   esac

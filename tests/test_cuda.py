@@ -103,6 +103,17 @@ def test_post_processing_between_its_two_reads_does_not_synchronise() -> None:
     assert table["labels"].shape == (2, *image.shape[:2])
 
 
+def test_tf32_turns_on_tensor_float_32_inside_its_block_only() -> None:
+    from streamseg.model.precision import autocast
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    with autocast("cuda", "tf32"):
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        product = torch.ones(64, 64, device="cuda") @ torch.ones(64, 64, device="cuda")
+    assert product.dtype == torch.float32
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+
+
 def test_code_stats_and_lookup_on_cuda_equal_the_cpu_runs() -> None:
     """model/code_stats.py: the accelerator path (scatters, gather) gives what the CPU path
     (row runs, numpy lookup) gives, without synchronising."""

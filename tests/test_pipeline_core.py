@@ -85,10 +85,21 @@ def test_segmenter_like_optional_parts() -> None:
 
 def test_precision_names() -> None:
     check_precision("fp16")
-    with pytest.raises(UserError, match="must be fp32, bf16 or fp16, got 'fp8'"):
+    with pytest.raises(UserError, match="must be fp32, tf32, bf16 or fp16, got 'fp8'"):
         autocast("cpu", "fp8")
     with pytest.raises(UserError, match="must be fp32 or bf16, got 'fp16'"):
         check_precision("fp16", ("fp32", "bf16"))
+
+
+def test_tf32_is_plain_fp32_off_cuda() -> None:
+    import torch
+
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with autocast("cpu", "tf32"):
+        assert not torch.is_autocast_enabled("cpu")
+        product = torch.ones(3, 3) @ torch.ones(3, 3)
+    assert product.dtype == torch.float32
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
 
 
 def test_live_section_of_the_config() -> None:

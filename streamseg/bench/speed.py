@@ -51,7 +51,7 @@ from streamseg.bench.capacity import (
     REPLAY_STAGES,
 )
 from streamseg.errors import UserError
-from streamseg.model.precision import autocast, check_precision
+from streamseg.model.precision import BENCH_PRECISIONS, autocast, check_precision
 
 if TYPE_CHECKING:
     from streamseg.video.block import StoreBlock
@@ -68,7 +68,6 @@ KNOWN_STAGES = (*STAGES, *CAPACITY_STAGES, LIVE, LIVE_CAPACITY)
 DEFAULT_VOCAB = "person,car,dog,tree,sky"
 MATMUL_SIZE = 2048
 # --precision of the bench: fp16 has no matmul limit measured here (`matmul_gflops`).
-BENCH_PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from streamseg.model.precision import BENCH_PRECISIONS
+
 HELP = "benchmark every pipeline stage (decode, model, track, store, render, end to end)"
 
 
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed repeats after a warm-up (median reported)"
     )
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=BENCH_PRECISIONS)
     parser.add_argument(
         "--vocab", default=None, help="classes (default: shapes for shapes models, else 5 words)"
     )

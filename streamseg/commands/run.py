@@ -16,6 +16,7 @@ from streamseg.commands.run_live import (
     print_live_summary,
     with_live_flags,
 )
+from streamseg.model.precision import PRECISIONS
 
 HELP = "segment and track a video into a Zarr label store (and an optional overlay mp4)"
 
@@ -49,7 +50,11 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--vocab-file", help="class-name file (id:name,synonym or one per line)")
     model.add_argument("--batch-size", type=int, help="frames per forward pass")
     model.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
-    model.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    model.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="fp32 | tf32 (CUDA TensorFloat-32 products) | bf16 | fp16 (autocast)",
+    )
     model.add_argument(
         "--compile",
         action="store_true",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from streamseg.errors import UserError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+BENCH_PRECISIONS = ("fp32", "tf32", "bf16")  # fp16 autocast is tested, not benchmarked
 
 
 def check_precision(precision: str, allowed: Sequence[str] = PRECISIONS) -> None:
@@ -21,9 +22,13 @@ def check_precision(precision: str, allowed: Sequence[str] = PRECISIONS) -> None
 def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[Any]:
     """`torch.autocast` to bf16 / fp16 on `device`'s type; no context for fp32.
 
+    tf32: fp32 tensors with TensorFloat-32 matrix products and convolutions on CUDA (10-bit
+    mantissa products, fp32 sums; what cuDNN convolutions already use by default there);
+    elsewhere, where no TF32 exists, the same as fp32.
+
     Args:
         device: a torch device or its name ("cpu", "cuda:0", ...).
-        precision: fp32 | bf16 | fp16.
+        precision: fp32 | tf32 | bf16 | fp16.
     Raises:
         UserError: another precision.
     """
@@ -33,5 +38,23 @@ def autocast(device: Any, precision: str) -> contextlib.AbstractContextManager[A
         return contextlib.nullcontext()
     import torch
 
+    if precision == "tf32":
+        if torch.device(device).type != "cuda":
+            return contextlib.nullcontext()
+        return _tensor_float_32()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _tensor_float_32() -> Iterator[None]:
+    """TF32 matrix products and convolutions on CUDA inside the block; the previous settings
+    after (they are process-wide)."""
+    import torch
+
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn

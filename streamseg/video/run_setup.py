@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamseg.config import RunConfig
 from streamseg.errors import UserError
+from streamseg.model.precision import check_precision
 from streamseg.model.segmenter_like import SegmenterLike, compile_segmenter
 from streamseg.video.segments import SegmentFilter
 
@@ -34,8 +35,7 @@ def check_run_settings(config: RunConfig) -> None:
     scale = store.label_scale
     if not 0 < scale <= 1:
         raise UserError(f"--label-scale: must be in (0, 1], got {scale}")
-    if model.precision not in ("fp32", "bf16", "fp16"):
-        raise UserError(f"--precision: must be fp32, bf16 or fp16, got {model.precision!r}")
+    check_precision(model.precision)
     if not (math.isfinite(model.score_threshold) and 0 <= model.score_threshold <= 1):
         raise UserError(f"--score-threshold: must be in [0, 1], got {model.score_threshold}")
     if model.min_area < 0:
