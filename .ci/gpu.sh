@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
     --dry-run) dry_run=1 ;;
     --wheels) shift; wheels="${1:-}" ;;
     --wheels=*) wheels="${1#--wheels=}" ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "gpu.sh: unknown option $1" >&2; exit 2 ;;
     *) if [ -n "$out" ]; then echo "gpu.sh: one OUT folder only" >&2; exit 2; fi; out="$1" ;;
   esac
