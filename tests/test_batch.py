@@ -148,6 +148,8 @@ def test_manifest_round_trip_and_merge(tmp_path: Path) -> None:
         "frames": 0,
         "seconds": 0.2,
         "error": "b.mp4: not a video",
+        "damage": None,
+        "still_image": False,
     }
     new = [
         BatchRecord("/c.mp4", "/o/c.zarr", "done", 3, 0.1),

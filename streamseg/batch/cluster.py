@@ -137,6 +137,13 @@ def check_worker_devices(device: str, client_gpus: int, workers: Mapping[str, in
     return []
 
 
+def worker_threads(threads_per_worker: int, resources: Mapping[str, float] | None) -> int:
+    """Threads of a local worker. With resources (e.g. GPU=1) the segmenting tasks are limited
+    by them, and one more thread runs the planning and stitching tasks, which ask for none:
+    they neither wait for a GPU task nor keep one waiting."""
+    return threads_per_worker + 1 if resources else threads_per_worker
+
+
 @contextmanager
 def open_client(
     scheduler: str | None = None,
@@ -188,7 +195,7 @@ def open_client(
         n_workers = max(1, (os.cpu_count() or 1) // max(1, threads_per_worker))
     cluster = LocalCluster(
         n_workers=n_workers,
-        threads_per_worker=threads_per_worker,
+        threads_per_worker=worker_threads(threads_per_worker, resources),
         processes=True,
         host="127.0.0.1",
         # The scheduler's HTTP server runs in any case (health, metrics): on a free loopback
@@ -234,7 +241,7 @@ def gpu_cluster(
             "cls": Nanny,
             "options": {
                 "host": "127.0.0.1",
-                "nthreads": threads_per_worker,
+                "nthreads": worker_threads(threads_per_worker, resources),
                 "env": worker.env,
                 "resources": resources or None,
                 "memory_limit": memory_limit,

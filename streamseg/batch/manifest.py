@@ -27,6 +27,9 @@ class BatchRecord:
         frames: frames in the store (0 when failed).
         seconds: wall time spent on it in this batch (sum over its shards when sharded).
         error: the last error, one line, when failed; None otherwise.
+        damage: the line that says its video is damaged (decoder errors, gaps: frames may
+            be missing or corrupted); None when nothing said so.
+        still_image: the input was one picture, processed as one frame.
     """
 
     input: str
@@ -35,6 +38,8 @@ class BatchRecord:
     frames: int = 0
     seconds: float = 0.0
     error: str | None = None
+    damage: str | None = None
+    still_image: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

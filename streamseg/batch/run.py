@@ -23,7 +23,14 @@ from streamseg.batch.manifest import BatchRecord, merge_records, read_manifest, 
 from streamseg.batch.progress import PROGRESS_TOPIC, ProgressBars
 from streamseg.batch.shards import ShardPlan
 from streamseg.batch.spec import RunSpec
-from streamseg.batch.tasks import plan_video, process_video, stitch_video, store_frames_if_done
+from streamseg.batch.tasks import (
+    plan_video,
+    process_video,
+    recorded_source_facts,
+    settings_mismatch,
+    stitch_video,
+    store_frames_if_done,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -85,7 +92,13 @@ def run_batch(
     bar = ProgressBars(enabled=progress, total=len(videos))
 
     def finish(
-        index: int, status: str, frames: int = 0, seconds: float = 0.0, error: str | None = None
+        index: int,
+        status: str,
+        frames: int = 0,
+        seconds: float = 0.0,
+        error: str | None = None,
+        damage: str | None = None,
+        still_image: bool = False,
     ) -> None:
         record = BatchRecord(
             input=str(videos[index].path),
@@ -94,6 +107,8 @@ def run_batch(
             frames=frames,
             seconds=round(seconds, 3),
             error=error,
+            damage=damage,
+            still_image=still_image,
         )
         records[index] = record
         bar.video_finished(record)
@@ -157,7 +172,11 @@ def run_batch(
         for index, output in enumerate(outputs):
             frames = store_frames_if_done(output)
             if frames is not None:
-                finish(index, "skipped", frames=frames)
+                mismatch = settings_mismatch(output, spec)
+                if mismatch is not None:
+                    finish(index, "failed", error=mismatch)
+                else:
+                    finish(index, "skipped", frames=frames, **recorded_source_facts(output))
                 continue
             source = str(videos[index].path)
             if shard_seconds is None:
@@ -186,12 +205,24 @@ def run_batch(
                 finish(index, "failed", error=message)
             elif kind == "plan":
                 shards = future.result()
+                if isinstance(shards, str):  # a UserError's line: deterministic, not retried
+                    finish(index, "failed", error=shards)
+                    future.release()
+                    continue
                 follow = submit_run(index) if len(shards) <= 1 else submit_shards(index, shards)
                 pending[follow] = (index, "stitch" if len(shards) > 1 else "run")
                 completed.add(follow)
             else:
                 result = future.result()
-                finish(index, result["status"], result["frames"], result["seconds"])
+                finish(
+                    index,
+                    result["status"],
+                    result["frames"],
+                    result["seconds"],
+                    error=result.get("error"),
+                    damage=result.get("damage"),
+                    still_image=bool(result.get("still_image", False)),
+                )
             future.release()
             if time.monotonic() - last_save > _SAVE_INTERVAL:
                 save()

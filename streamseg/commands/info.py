@@ -52,6 +52,7 @@ def store_summary(path: str) -> dict[str, object]:
         "source": source.get("path"),
         "model": attrs.get("model", {}).get("id"),
         "corrupt_packets": int(attrs.get("decode", {}).get("corrupt_packets", 0)),
+        "decode": dict(attrs.get("decode") or {}),
     }
 
 
@@ -90,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"  tracks:   {summary['tracks']}")
     if summary["corrupt_packets"]:
         print(f"  corrupt packets skipped: {summary['corrupt_packets']}")
+    from streamseg.video.run_summary import decode_record_lines
+
+    for line in decode_record_lines(summary["decode"]):  # type: ignore[arg-type]
+        print(f"  {line}")
     classes = summary["classes"]
     if classes:
         print("  classes:")

@@ -11,6 +11,12 @@ Real files are messy; what this module does about it:
 - a corrupt packet mid-stream is skipped and counted in `DecodeStats` (decoding goes packet by
   packet, catching each packet's error), and a file cut short after its index yields the
   frames that are there;
+- damage FFmpeg conceals (an overwritten slice, a lost Matroska cluster: no error is raised)
+  is still counted: FFmpeg's own error log is captured per file (decode_log.py), and jumps
+  between frame times much longer than the frame interval count as gaps; `DecodeStats`
+  gives one `damage_line` for all of it;
+- a picture (a PNG or JPEG, whatever its name, or a one-frame video) is one frame, and
+  `DecodeStats.still_image` / `VideoInfo.still_image` say so;
 - a missing, empty, unreadable or video-less file raises `UserError` naming the file.
 
 A folder or glob of frame images is a source too (see sources.py); its frames are timed at
@@ -27,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.errors import UserError
+from streamseg.video.decode_log import DecoderLog, call, decoding
 from streamseg.video.frames import (
     INTERPOLATION,
     DecodedFrame,
@@ -47,6 +54,12 @@ SEEK_MARGIN_SECONDS = 1.0
 # Frame threading pays off only on large frames: on 2 cores it decoded 1280x720 H.264 1.15-1.4x
 # faster and 320x240-640x480 no faster (slice threading, PyAV's default, is kept below this).
 FRAME_THREADING_MIN_PIXELS = 1280 * 720
+# A jump between two decoded frames longer than this many frame intervals is a gap (frames
+# lost to damage); variable-rate video's pauses are measured against its average interval.
+GAP_FACTOR = 5.0
+# FFmpeg demuxers that read one picture (an image file, whatever its name says).
+IMAGE_DEMUXER_SUFFIXES = ("_pipe",)
+IMAGE_DEMUXERS = frozenset({"image2", "apng", "gif", "webp"})
 
 
 def probe(source: str | Path, stream: int | None = None, fps: float | None = None) -> VideoInfo:
@@ -86,6 +99,9 @@ def probe(source: str | Path, stream: int | None = None, fps: float | None = Non
         frame_count = video.frames or None
         if frame_count is None and duration is not None and rate:
             frame_count = max(1, round(duration * float(rate)))
+        still = _is_image_demuxer(container.format.name) or frame_count == 1
+        if still:
+            frame_count = 1
         first_time = first.time if first.time is not None else 0.0
         return VideoInfo(
             path=str(path),
@@ -103,6 +119,7 @@ def probe(source: str | Path, stream: int | None = None, fps: float | None = Non
             stream=list(container.streams.video).index(video),
             video_streams=len(container.streams.video),
             container=container.format.name,
+            still_image=still,
         )
 
 
@@ -214,16 +231,66 @@ def _iter_video_frames(
     with _open(path) as container:
         video = _select_stream(container, path, stream)
         _configure_threads(video, threads)
-        time_base = video.time_base or Fraction(1, 1)
-        rate = video.average_rate or video.guessed_rate
-        frame_duration = 1 / float(rate) if rate else 1 / 25
-        previous_time: float | None = None
-        rotation_warned = False
-        scalers = Scalers()
-        index = -1
-        for frame, estimated in _decode_with_seek(container, video, stats, seek_to, rate):
+        log = DecoderLog(codec=video.codec_context.name)
+        with decoding(log):
+            yield from _decoded_frames(container, video, path, stats, seek_to, log)
+            _note_log(stats, log)
+        if stats.decoded == 0:
+            raise UserError(
+                f"{path}: no video frame could be decoded"
+                + (f" ({stats.corrupt_packets} corrupt packets)" if stats.corrupt_packets else "")
+            )
+        if stats.decoded == 1 or _is_image_demuxer(container.format.name):
+            stats.still_image = True
+        elif seek_to is None:
+            _check_end(container, video, path, stats)
+
+
+def _check_end(container: object, video: object, path: Path, stats: DecodeStats) -> None:
+    """A file whose frames stop well before the duration its header promises was cut short
+    (a Matroska demuxer stops quietly at a cut)."""
+    if stats.truncated or stats.last_time is None or stats.first_time is None:
+        return
+    rate = video.average_rate or video.guessed_rate  # type: ignore[attr-defined]
+    if not rate:
+        return
+    promised = None
+    if video.duration is not None and video.duration > 0:  # type: ignore[attr-defined]
+        promised = float(video.duration * video.time_base)  # type: ignore[attr-defined]
+    elif container.duration and len(container.streams) == 1:  # type: ignore[attr-defined]
+        # Only when the video is the one stream: an audio track may run longer.
+        promised = container.duration / 1_000_000  # type: ignore[attr-defined]
+        if container.start_time:  # type: ignore[attr-defined]
+            promised -= container.start_time / 1_000_000  # type: ignore[attr-defined]
+    if promised is None:
+        return
+    # The last frame lasts one interval.
+    got = stats.last_time - stats.first_time + 1 / float(rate)
+    if promised - got > GAP_FACTOR / float(rate):
+        stats.truncated = True
+        stats.note_damage(f"{path}: frames end at {got:.2f} s but the header says {promised:.2f} s")
+
+
+def _decoded_frames(
+    container: object,
+    video: object,
+    path: Path,
+    stats: DecodeStats,
+    seek_to: float | None,
+    log: DecoderLog,
+) -> Iterator[DecodedFrame]:
+    time_base = video.time_base or Fraction(1, 1)  # type: ignore[attr-defined]
+    rate = video.average_rate or video.guessed_rate  # type: ignore[attr-defined]
+    frame_duration = 1 / float(rate) if rate else 1 / 25
+    previous_time: float | None = None
+    rotation_warned = False
+    scalers = Scalers()
+    index = -1
+    try:
+        for frame, estimated in _decode_with_seek(container, video, stats, seek_to, rate, log):
             index = index + 1 if estimated is None else max(estimated, index + 1)
             stats.decoded += 1
+            _note_log(stats, log)
             if frame.pts is not None:
                 time = float(frame.pts * (frame.time_base or time_base))
             else:
@@ -231,7 +298,12 @@ def _iter_video_frames(
                 time = 0.0 if previous_time is None else previous_time + frame_duration
             if previous_time is not None and time <= previous_time:
                 stats.warn(f"{path}: frame {index} time {time:.6f}s does not increase")
+            if previous_time is not None and estimated is None and rate:
+                _note_gap(stats, time - previous_time, time, frame_duration)
             previous_time = time
+            if stats.first_time is None:
+                stats.first_time = time
+            stats.last_time = time
             turns = _quarter_turns(frame.rotation)
             if frame.rotation % 90 and not rotation_warned:
                 stats.warn(f"{path}: rotation {frame.rotation} rounded to {turns * 90} degrees")
@@ -248,11 +320,28 @@ def _iter_video_frames(
                 corrupt=bool(frame.is_corrupt),
                 convert_image=_converter(frame, turns, scalers),
             )
-        if stats.decoded == 0:
-            raise UserError(
-                f"{path}: no video frame could be decoded"
-                + (f" ({stats.corrupt_packets} corrupt packets)" if stats.corrupt_packets else "")
-            )
+    finally:
+        _note_log(stats, log)
+
+
+def _note_log(stats: DecodeStats, log: DecoderLog) -> None:
+    """Copy the file's FFmpeg error count into its counters (read at every commit)."""
+    stats.decoder_errors = log.errors
+    stats.error_samples = list(log.samples)
+
+
+def _note_gap(stats: DecodeStats, step: float, time: float, frame_duration: float) -> None:
+    """Count a jump between frame times longer than GAP_FACTOR frame intervals."""
+    if step <= GAP_FACTOR * frame_duration:
+        return
+    stats.gaps += 1
+    if step > stats.longest_gap:
+        stats.longest_gap = step
+        stats.longest_gap_at = time
+
+
+def _is_image_demuxer(name: str) -> bool:
+    return name in IMAGE_DEMUXERS or name.endswith(IMAGE_DEMUXER_SUFFIXES)
 
 
 def _converter(
@@ -286,6 +375,7 @@ def _decode_with_seek(
     stats: DecodeStats,
     seek_to: float | None,
     rate: Fraction | None,
+    log: DecoderLog | None = None,
 ) -> Iterator[tuple[object, int | None]]:
     """Decoded frames with, after a seek, their frame number estimated from the rate.
 
@@ -297,7 +387,7 @@ def _decode_with_seek(
     """
     import av
 
-    decoded = _decode(container, video, stats)
+    decoded = _decode(container, video, stats, log)
     first = next(decoded, None)
     if first is None:
         return
@@ -318,7 +408,7 @@ def _decode_with_seek(
             yield frame, None
         return
     decoded.close()
-    resumed = _decode(container, video, stats)
+    resumed = _decode(container, video, stats, log)
     landed = None
     for frame in resumed:
         if frame.pts is None:
@@ -338,36 +428,43 @@ def _decode_with_seek(
     stats.warn(f"{container.name}: seeking to --start failed; decoding from the start")  # type: ignore[attr-defined]
     container.seek(0, stream=video, backward=True)  # type: ignore[attr-defined]
     video.codec_context.flush_buffers()  # type: ignore[attr-defined]
-    for frame in _decode(container, video, stats):
+    for frame in _decode(container, video, stats, log):
         if frame.pts is not None and float(frame.pts * time_base) <= first_time:
             continue
         yield frame, None
 
 
-def _decode(container: object, video: object, stats: DecodeStats) -> Iterator[object]:
+def _decode(
+    container: object, video: object, stats: DecodeStats, log: DecoderLog | None = None
+) -> Iterator[object]:
     """Decode one stream packet by packet; a packet the decoder rejects is counted and
-    skipped, and a demuxer error (a file cut short) ends the stream after flushing."""
+    skipped, and a demuxer error (a file cut short) ends the stream after flushing. What
+    FFmpeg logs during each call goes to `log`."""
     import av
 
     packets = container.demux(video)  # type: ignore[attr-defined]
     path = container.name  # type: ignore[attr-defined]
     while True:
         try:
-            packet = next(packets)
+            with call(log):
+                packet = next(packets)
         except StopIteration:
             break
         except av.error.FFmpegError as error:
             stats.truncated = True
-            stats.warn(f"{path}: stopped reading at a damaged or missing part ({error.strerror})")
+            stats.note_damage(
+                f"{path}: stopped reading at a damaged or missing part ({error.strerror})"
+            )
             packet = None  # flush the frames still inside the decoder
         try:
-            frames = video.decode(packet)  # type: ignore[attr-defined]
+            with call(log):
+                frames = video.decode(packet)  # type: ignore[attr-defined]
         except av.error.DecoderNotFoundError as error:
             raise UserError(f"{path}: cannot decode this video stream ({error.strerror})") from None
         except av.error.FFmpegError as error:
             stats.corrupt_packets += 1
             where = f" at {float(packet.pts * packet.time_base):.3f}s" if _has_time(packet) else ""
-            stats.warn(f"{path}: skipped a corrupt packet{where} ({error.strerror})")
+            stats.note_damage(f"{path}: skipped a corrupt packet{where} ({error.strerror})")
             frames = []
         yield from frames
         if packet is None:

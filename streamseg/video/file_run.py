@@ -91,6 +91,7 @@ def run_file(
     )
     if store.done:
         reader = StoreReader(out)
+        recorded = dict(reader.attrs.get("decode") or {})
         return RunSummary(
             source=str(source),
             store=str(out),
@@ -102,6 +103,12 @@ def run_file(
             seconds=time.monotonic() - began,
             fps=0.0,
             label_size=label_size,
+            corrupt_packets=int(recorded.get("corrupt_packets", 0)),
+            corrupt_frames=int(recorded.get("corrupt_frames", 0)),
+            decoder_errors=int(recorded.get("decoder_errors", 0)),
+            gaps=int(recorded.get("gaps", 0)),
+            still_image=bool(recorded.get("still_image", False)),
+            damage=_recorded_damage_line(reader.attrs.get("warnings")),
         )
 
     done = store.committed_frames
@@ -214,12 +221,12 @@ def run_file(
     if overlay_writer is not None:
         overlay_writer.close()
     messages = list(stats.warnings)
-    if stats.corrupt_packets or stats.corrupt_frames:
-        messages.insert(
-            0,
-            f"{source}: {stats.corrupt_packets} corrupt packet(s) skipped, "
-            f"{stats.corrupt_frames} damaged frame(s)",
-        )
+    damage = stats.damage_line(str(source))
+    if damage is not None:
+        # One line for all of it; the details (each packet) stay in the store's record.
+        messages.insert(0, damage)
+    if stats.still_image:
+        messages.append(f"{source}: a still image, processed as one frame")
     for message in messages:
         warnings.warn(message, UserWarning, stacklevel=3)
     store.finish(decode=_decode_facts(stats), warnings=messages)
@@ -239,6 +246,10 @@ def run_file(
         label_size=label_size,
         corrupt_packets=stats.corrupt_packets,
         corrupt_frames=stats.corrupt_frames,
+        decoder_errors=stats.decoder_errors,
+        gaps=stats.gaps,
+        still_image=stats.still_image,
+        damage=damage,
         overlay=str(overlay_path) if overlay_path is not None else None,
         warnings=messages,
     )
@@ -333,13 +344,14 @@ def _batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
 
 
 def _decode_facts(stats: DecodeStats) -> dict[str, Any]:
-    return {
-        "decoded": stats.decoded,
-        "corrupt_packets": stats.corrupt_packets,
-        "corrupt_frames": stats.corrupt_frames,
-        "unreadable_images": stats.unreadable_images,
-        "truncated": bool(stats.truncated),
-    }
+    return stats.facts()
+
+
+def _recorded_damage_line(recorded: object) -> str | None:
+    """The damage line a finished store recorded among its warnings (None if none)."""
+    if not isinstance(recorded, list):
+        return None
+    return next((m for m in recorded if isinstance(m, str) and ": damaged input: " in m), None)
 
 
 def _track_names(reader: StoreReader, names: list[str]) -> dict[int, str]:

@@ -53,14 +53,79 @@ class DecodeStats:
     corrupt_frames: int = 0  # frames the decoder produced but flagged as damaged
     unreadable_images: int = 0  # image-sequence files that could not be read (skipped)
     truncated: bool = False  # the file ended early / could not be read to its end
+    decoder_errors: int = 0  # error messages FFmpeg logged while reading and decoding
+    gaps: int = 0  # jumps between frame times much longer than the frame interval
+    longest_gap: float = 0.0  # seconds
+    longest_gap_at: float = 0.0  # time (seconds) of the frame after the longest gap
+    error_samples: list[str] = field(default_factory=list)  # the first of FFmpeg's messages
+    still_image: bool = False  # the source is one picture (an image file, a one-frame video)
+    first_time: float | None = None  # time (s) of the first and last frame decoded
+    last_time: float | None = None
     warnings: list[str] = field(default_factory=list)
+    # Details of the damage (each skipped packet, where reading stopped): kept in the store's
+    # record; the one `damage_line` says it on stderr.
+    damage_notes: list[str] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> bool:
+        """Whether anything says frames may be missing or corrupted."""
+        return bool(
+            self.decoder_errors
+            or self.gaps
+            or self.corrupt_packets
+            or self.corrupt_frames
+            or self.truncated
+        )
+
+    def damage_line(self, source: str) -> str | None:
+        """The one line that says a file is damaged (None when nothing says so)."""
+        if not self.damaged:
+            return None
+        gaps = f"{self.gaps} gap{'s' if self.gaps != 1 else ''}"
+        if self.gaps:
+            gaps += f" (longest {self.longest_gap:.1f} s at {self.longest_gap_at:.1f} s)"
+        parts = [f"{self.decoder_errors} decoder error{'s' if self.decoder_errors != 1 else ''}"]
+        parts.append(gaps)
+        if self.corrupt_packets:
+            parts.append(f"{self.corrupt_packets} corrupt packet(s) skipped")
+        if self.corrupt_frames:
+            parts.append(f"{self.corrupt_frames} frame(s) flagged corrupt")
+        if self.truncated:
+            parts.append("cut short")
+        return f"{source}: damaged input: {', '.join(parts)}; frames may be missing or corrupted"
+
+    def facts(self) -> dict[str, object]:
+        """The counters as the store's decode record and the summaries keep them."""
+        return {
+            "decoded": self.decoded,
+            "corrupt_packets": self.corrupt_packets,
+            "corrupt_frames": self.corrupt_frames,
+            "unreadable_images": self.unreadable_images,
+            "truncated": bool(self.truncated),
+            "decoder_errors": self.decoder_errors,
+            "gaps": self.gaps,
+            "longest_gap": round(self.longest_gap, 6),
+            "longest_gap_at": round(self.longest_gap_at, 6),
+            "error_samples": list(self.error_samples),
+            "damage_notes": list(self.damage_notes),
+            "still_image": self.still_image,
+            "damaged": self.damaged,
+        }
 
     def warn(self, message: str, limit: int = 20) -> None:
         """Record a warning; after `limit` warnings only the counters keep counting."""
-        if len(self.warnings) < limit:
-            self.warnings.append(message)
-        elif len(self.warnings) == limit:
-            self.warnings.append("(further warnings not shown)")
+        _append_bounded(self.warnings, message, limit)
+
+    def note_damage(self, message: str, limit: int = 20) -> None:
+        """Record one detail of the damage (bounded like `warn`)."""
+        _append_bounded(self.damage_notes, message, limit)
+
+
+def _append_bounded(messages: list[str], message: str, limit: int) -> None:
+    if len(messages) < limit:
+        messages.append(message)
+    elif len(messages) == limit:
+        messages.append("(further messages not shown)")
 
 
 @dataclass(frozen=True)
@@ -82,6 +147,7 @@ class VideoInfo:
     stream: int  # which video stream, counted among video streams
     video_streams: int
     container: str  # FFmpeg format name, or "images"
+    still_image: bool = False  # one picture (an image file, whatever its name; a one-frame video)
 
     @property
     def size(self) -> tuple[int, int]:
