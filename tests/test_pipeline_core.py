@@ -18,6 +18,7 @@ from streamseg.commands.run import FACTORY_ENV, add_arguments, build_config
 from streamseg.commands.run_live import with_live_flags
 from streamseg.config import LiveConfig, RunConfig, load_run_config, run_config_from_dict
 from streamseg.errors import UserError
+from streamseg.model.outputs import FrameSegmentation, Segment
 from streamseg.model.precision import autocast, check_precision
 from streamseg.model.segmenter_like import (
     compile_segmenter,
@@ -29,7 +30,7 @@ from streamseg.video.frames import Frame
 from streamseg.video.live_decode import LiveSettings
 from streamseg.video.pipeline import run_video
 from streamseg.video.segment_track import SegmentAndTrack
-from streamseg.video.segments import SegmentFilter
+from streamseg.video.segments import SegmentFilter, filter_segmentation
 from streamseg.video.store import LabelStore, open_store
 from streamseg.video.store_writer import StoreWriter
 from streamseg.video.track import Tracker
@@ -196,3 +197,28 @@ def test_video_modules_have_no_import_cycle() -> None:
         m for m in _imports(folder / "live_run.py") if m.startswith("streamseg.video.pipeline")
     ]
     assert private == []
+
+
+def test_filtered_segments_leave_zeros_and_the_rest_untouched() -> None:
+    panoptic = np.array([[0, 1, 1, 2], [3, 3, 2, 0], [7, 7, 1, 3]], np.int32)
+    segments = [
+        Segment(
+            id=i,
+            class_id=c,
+            score=s,
+            area=int((panoptic == i).sum()),
+            bbox=(0, 0, 1, 1),
+            is_thing=True,
+        )
+        for i, c, s in [(1, 0, 0.9), (2, 1, 0.2), (3, 2, 0.8), (7, 0, 0.95)]
+    ]
+    seg = FrameSegmentation(
+        panoptic=panoptic, segments=segments, embeddings=np.eye(4, dtype=np.float32)
+    )
+    kept = filter_segmentation(seg, score_threshold=0.5, keep=frozenset({0, 2}))
+    assert [s.id for s in kept.segments] == [1, 3, 7]
+    np.testing.assert_array_equal(kept.panoptic, [[0, 1, 1, 0], [3, 3, 0, 0], [7, 7, 1, 3]])
+    np.testing.assert_array_equal(kept.embeddings, np.eye(4, dtype=np.float32)[[0, 2, 3]])
+    only_seven = filter_segmentation(seg, score_threshold=0.91)
+    np.testing.assert_array_equal(only_seven.panoptic, np.where(panoptic == 7, 7, 0))
+    assert only_seven.panoptic.dtype == np.int32

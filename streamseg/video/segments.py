@@ -57,8 +57,13 @@ def filter_segmentation(
     ]
     if len(kept) == len(seg.segments):
         return seg
+    panoptic = np.asarray(seg.panoptic)
+    # One table lookup over the pixels: kept ids map to themselves, every other value to 0.
+    table = np.zeros(int(panoptic.max(initial=0)) + 1, np.int32)
     ids = np.array([seg.segments[i].id for i in kept], np.int64)
-    panoptic = np.where(np.isin(seg.panoptic, ids), seg.panoptic, 0).astype(np.int32)
+    ids = ids[ids < len(table)]
+    table[ids] = ids
+    panoptic = table[panoptic]
     embeddings = np.asarray(seg.embeddings)
     embeddings = embeddings[kept] if embeddings.shape[0] == len(seg.segments) else embeddings
     return FrameSegmentation(
