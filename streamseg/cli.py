@@ -30,6 +30,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "bench",
     "measure",
+    "tracking",
     "app",
 )
 

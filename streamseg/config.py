@@ -24,7 +24,7 @@ class ModelSettings:
     name: str | None = None  # model name or path (None = DEFAULT_MODEL of the segmenter)
     clip_weights: str | None = None  # open_clip weights for checkpoints without the CLIP
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    precision: str = "fp32"  # fp32 | tf32 (CUDA) | bf16 | fp16 (autocast)
     batch_size: int = 4  # frames per forward pass (also the commit block of the store)
     compile: bool = False  # run the network through torch.compile (Segmenter.compile)
     vocab: str | None = None  # CLI vocabulary syntax "person|people,car" or a dataset name
@@ -60,8 +60,25 @@ class TrackerConfig:
     iou_weight: float = 0.5  # share of (1 - IoU) in the cost; the rest is embedding distance
     class_penalty: float = 0.3  # added when a segment's class differs from the track's vote
     cost_limit: float = 0.6  # highest cost of an accepted match
-    max_age: int = 30  # processed frames a thing track may stay unseen before it ends
+    max_age: int = 30  # processed frames a thing track may stay unseen (max_age_seconds 0)
     embedding_momentum: float = 0.8  # share of the old embedding in a track's running mean
+    # The fields below came with issue 18 (docs/TRACKING.md); a store that recorded a config
+    # without them loads with these defaults; video/track.py: LEGACY_TRACKER turns them off.
+    # Video time a thing track may stay unseen before it ends; 0 = count `max_age` processed
+    # frames instead (the old rule: a stride or dropped frames changed the memory's length).
+    max_age_seconds: float = 4.0
+    fallback_fps: float = 30.0  # frame time = index / this when a step is given no time
+    # IoU also against the track's last box moved by its velocity (frame skips, fast motion):
+    # the IoU term is the larger of the mask IoU and that predicted box IoU.
+    motion: bool = True
+    velocity_momentum: float = 0.5  # share of the old velocity in a track's running mean
+    # A shot cut is a frame where fewer than this share of the pixels keep the class they had
+    # in the previous processed frame: every thing track ends there. 0 = no cut detection.
+    cut_threshold: float = 0.4
+    # Re-identification: segments and tracks left unassigned are assigned again on
+    # `cosine distance + class_penalty * [class differs]` alone, up to this cost (a lost
+    # track that comes back elsewhere). 0 = no second stage.
+    reid_limit: float = 0.0
 
 
 @dataclass(frozen=True)

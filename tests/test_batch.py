@@ -322,7 +322,7 @@ def _assert_same_store(a: Path, b: Path) -> None:
 def _fake_config(**store: int) -> RunConfig:
     return RunConfig(
         model=ModelSettings(batch_size=4),
-        tracker=TrackerConfig(max_age=5),
+        tracker=TrackerConfig(max_age_seconds=0.5),  # 5 frames at 10 fps
         store=StoreSettings(**store),
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from streamseg.video.rle import (
     mask_to_counts,
 )
 from streamseg.video.track import (
+    LEGACY_TRACKER,
     Tracker,
     TrackerState,
     assignment_cost,
@@ -32,9 +33,10 @@ def _frame(objects: list[tuple[int, float, tuple[int, int, int, int], bool, list
     segments, embeddings = [], []
     for k, (_, _, (y0, y1, x0, x1), _, _) in enumerate(objects, start=1):
         panoptic[y0:y1, x0:x1] = k
-    for k, (cls, score, _, thing, emb) in enumerate(objects, start=1):
+    for k, (cls, score, (y0, y1, x0, x1), thing, emb) in enumerate(objects, start=1):
         area = int((panoptic == k).sum())
-        segments.append(Segment(k, cls, score, area, (0, 0, 1, 1), thing))
+        box = (x0, y0, x1 - x0, y1 - y0)  # the drawn box: the tracker's motion term reads it
+        segments.append(Segment(k, cls, score, area, box, thing))
         vector = np.asarray(emb, np.float32)
         embeddings.append(vector / np.linalg.norm(vector))
     emb = np.array(embeddings, np.float32).reshape(len(objects), -1 if objects else 0)
@@ -92,7 +94,8 @@ def test_swapped_segment_order_follows_the_objects() -> None:
 
 
 def test_disappear_and_come_back_within_and_after_max_age() -> None:
-    config = TrackerConfig(max_age=2)
+    # processed-frame ages are the legacy rule (max_age_seconds 0) since issue 18
+    config = replace(LEGACY_TRACKER, max_age=2)
     tracker = Tracker(config)
     box = (5, 12, 5, 12)
     assert tracker.step(0, _frame([(0, 0.9, box, True, A)])).track_ids.tolist() == [1]
@@ -106,8 +109,8 @@ def test_disappear_and_come_back_within_and_after_max_age() -> None:
     assert tracker.step(7, _frame([(0, 0.9, box, True, A)])).track_ids.tolist() == [2]
 
 
-def test_gaps_in_frame_indices_do_not_age_tracks() -> None:
-    tracker = Tracker(TrackerConfig(max_age=1))
+def test_gaps_in_frame_indices_do_not_age_tracks_under_the_legacy_rule() -> None:
+    tracker = Tracker(replace(LEGACY_TRACKER, max_age=1))
     box = (5, 12, 5, 12)
     tracker.step(0, _frame([(0, 0.9, box, True, A)]))
     # frame indices jump by 100 (dropped frames): still one processed frame apart
@@ -223,3 +226,82 @@ def test_rle_matches_pycocotools_when_installed() -> None:
         theirs = mask_util.encode(np.asfortranarray(m.astype(np.uint8)))
         assert ours["counts"] == theirs["counts"].decode()
         assert ours["size"] == list(theirs["size"])
+
+
+def test_box_iou_and_class_agreement_exact() -> None:
+    from streamseg.video.label_runs import label_runs
+    from streamseg.video.track import box_iou, class_agreement
+
+    # boxes (0,0,2,2) and (1,0,2,2): intersection 1x2 = 2, union 4 + 4 - 2 = 6
+    assert box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 2, 2], [5, 5, 1, 1]])).tolist() == [
+        [2 / 6, 0.0]
+    ]
+    before = np.array([[1, 1, 2, 2]], np.int32)
+    after = np.array([[1, 3, 3, 3]], np.int32)
+    # classes: before 1->class 0, 2->class 5; after 1->class 0, 3->class 5 (lookups hold +1)
+    previous_classes = np.array([0, 1, 6])
+    classes = np.array([0, 1, 0, 6])
+    # pixels: same, 1 (class 0) vs 3 (class 5) differs, same, same -> 3/4
+    agreement = class_agreement(label_runs(before), previous_classes, label_runs(after), classes)
+    assert agreement == 0.75
+
+
+def test_ages_are_video_time_whatever_the_stride() -> None:
+    config = TrackerConfig(max_age_seconds=1.0)
+    box = (5, 12, 5, 12)
+    for stride in (1, 4):
+        tracker = Tracker(config)
+        tracker.step(0, _frame([(0, 0.9, box, True, A)]), time=0.0)
+        for t in range(stride, 30, stride):  # 30 frames at 30 fps = 1.0 s unseen
+            tracker.step(t, _frame([]), time=t / 30)
+        assert tracker.step(30, _frame([(0, 0.9, box, True, A)]), time=1.0).track_ids[0] == 1
+        tracker = Tracker(config)
+        tracker.step(0, _frame([(0, 0.9, box, True, A)]), time=0.0)
+        # one frame 1.5 s later (a reconnect gap): the track ended
+        assert tracker.step(1, _frame([(0, 0.9, box, True, A)]), time=1.5).track_ids[0] == 2
+
+
+def test_a_cut_ends_every_thing_track() -> None:
+    tracker = Tracker(TrackerConfig(cut_threshold=0.5))
+    shot_a = [(0, 0.9, (5, 12, 5, 12), True, A), (40, 1.0, (0, 20, 20, 40), False, B)]
+    tracker.step(0, _frame(shot_a))
+    assert tracker.step(1, _frame(shot_a)).track_ids.tolist() == [2, 1]  # stuff numbered first
+    # the same thing where it was, but the stuff changed class over the whole frame: a cut
+    shot_b = [(0, 0.9, (5, 12, 5, 12), True, A), (41, 1.0, (0, 20, 0, 40), False, B)]
+    result = tracker.step(2, _frame(shot_b))
+    assert result.track_ids[0] == 4  # 3 is the new stuff class
+    # without cut detection the thing keeps its id
+    legacy = Tracker(LEGACY_TRACKER)
+    legacy.step(0, _frame(shot_a))
+    assert legacy.step(2, _frame(shot_b)).track_ids[0] == 2
+
+
+def test_motion_follows_a_fast_object_over_skipped_frames() -> None:
+    """A 12 px wide thing moving 4 px per second, IoU alone in the cost: from frame 0 to 1 it
+    keeps IoU 8/16 (cost 0.5, matched); frame 2 is skipped, and at frame 3 its last mask
+    overlaps it by 4/20 (cost 0.8: a new track without motion), while its last box moved by
+    its velocity covers it exactly (cost 0)."""
+    config = replace(TrackerConfig(), iou_weight=1.0)
+    results = {}
+    for name, cfg in (("motion", config), ("legacy", replace(config, motion=False))):
+        tracker = Tracker(cfg)
+        tracker.step(0, _frame([(0, 0.9, (5, 11, 0, 12), True, A)]), time=0.0)
+        assert (
+            tracker.step(1, _frame([(0, 0.9, (5, 11, 4, 16), True, A)]), time=1.0).track_ids[0] == 1
+        )
+        results[name] = tracker.step(3, _frame([(0, 0.9, (5, 11, 12, 24), True, A)]), time=3.0)
+    assert results["motion"].track_ids.tolist() == [1]
+    assert results["legacy"].track_ids.tolist() == [2]
+
+
+def test_a_state_without_the_new_fields_loads() -> None:
+    tracker = Tracker(TrackerConfig())
+    tracker.step(0, _frame([(0, 0.9, (5, 12, 5, 12), True, A)]))
+    data = json.loads(tracker.state.to_json())
+    for track in data["tracks"]:
+        for name in ("last_time", "box", "velocity"):
+            del track[name]
+    resumed = Tracker(TrackerConfig(), TrackerState.from_json(json.dumps(data)))
+    # unknown last_time becomes the next frame's time: not ended by a far-off clock
+    result = resumed.step(1000, _frame([(0, 0.9, (5, 12, 5, 12), True, A)]))
+    assert result.track_ids.tolist() == [1]

@@ -1,6 +1,13 @@
 """Videos of the shapes world: things move, turn, scale, occlude each other, leave the view
 and come back, under a slowly panning camera. Track ids are the things' identities, so an
 object that re-enters keeps its id.
+
+Two options stress a tracker (both off by default, and then the videos are the same as
+without them: they draw from random streams of their own):
+- `hidden_frames`: one thing is not drawn for that many frames (a long occlusion) while it
+  keeps moving, then comes back where its motion took it;
+- `crowd`: that many extra things of one shared class start from both sides of a horizontal
+  band and cross each other (same colour and shape: only where they are tells them apart).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ class VideoConfig:
     max_spin: float = 0.08  # rotation speed, radians per frame
     max_pulse: float = 0.15  # relative amplitude of the size oscillation
     scene: SceneConfig = SceneConfig(min_radius=0.08, max_radius=0.18)
+    hidden_frames: int = 0  # one thing is hidden this many frames, then back (0 = none)
+    crowd: int = 0  # extra things of one class crossing each other (0 = none)
 
 
 @dataclass
@@ -119,21 +128,90 @@ def iter_video(seed: int, config: VideoConfig = VideoConfig()) -> Iterator[Scene
         things.append(thing)
         motions.append(motion)
     # A random painting order, fixed for the video (z-order), so occlusions happen both ways.
-    order = rng.permutation(count)
+    order = [int(i) for i in rng.permutation(count)]
+    if config.crowd > 0:
+        crowd_rng = np.random.default_rng([seed, 1])
+        crowd, crowd_motions = _crowd(crowd_rng, config, count, camera_start, pan_speed)
+        order += [count + int(i) for i in crowd_rng.permutation(len(crowd))]
+        things += crowd
+        motions += crowd_motions
+    hidden: tuple[int, range] | None = None
+    if config.hidden_frames > 0:
+        hide_rng = np.random.default_rng([seed, 2])
+        # Not the wanderer (it leaves the view anyway), unless it is alone.
+        index = int(hide_rng.integers(1, count)) if count > 1 else 0
+        start = int(config.num_frames * hide_rng.uniform(0.15, 0.3))
+        hidden = (index, range(start, start + config.hidden_frames))
     for frame in range(config.num_frames):
         camera = camera_start + pan_speed * frame
         offset = int(round(camera))
         view_labels = labels[:, offset : offset + width]
         view_image = stuff_image[:, offset : offset + width]
         view_names = names
+        drawn = [things[i] for i in order if hidden is None or not _hidden(hidden, i, frame)]
         image, panoptic, segments = compose(
-            view_image, view_labels, view_names, [things[i] for i in order], offset_x=offset
+            view_image, view_labels, view_names, drawn, offset_x=offset
         )
         yield Scene(
             image=image, panoptic=panoptic, segments=segments, caption=write_caption(segments, rng)
         )
         for thing, motion in zip(things, motions, strict=True):
             _step(thing, motion, frame + 1)
+
+
+def _hidden(hidden: tuple[int, range], index: int, frame: int) -> bool:
+    return index == hidden[0] and frame in hidden[1]
+
+
+def _crowd(
+    rng: np.random.Generator,
+    config: VideoConfig,
+    count: int,
+    camera_start: float,
+    pan_speed: float,
+) -> tuple[list[Thing], list[_Motion]]:
+    """`config.crowd` things of one class on a horizontal band, half starting on the left and
+    half on the right of the view, each heading for the other side (track ids after the
+    `count` others)."""
+    height, width = config.height, config.width
+    side = min(height, width)
+    template = sample_thing(rng, 0, height, width, config.scene)
+    band = height * rng.uniform(0.35, 0.65)
+    radius = side * rng.uniform(0.07, 0.1)
+    camera_end = camera_start + pan_speed * max(config.num_frames - 1, 0)
+    low, high = min(camera_start, camera_end), max(camera_start, camera_end)
+    things: list[Thing] = []
+    motions: list[_Motion] = []
+    for j in range(config.crowd):
+        from_left = j % 2 == 0
+        lane = j // 2
+        x = width * (0.12 + 0.14 * lane if from_left else 0.88 - 0.14 * lane)
+        speed = config.max_speed * side * rng.uniform(0.6, 1.0)
+        thing = replace(
+            template,
+            track_id=count + 1 + j,
+            center_x=camera_start + x,
+            center_y=band + height * rng.uniform(-0.06, 0.06),
+            radius=radius,
+            angle=rng.uniform(0, 2 * math.pi),
+        )
+        margin = 2.0 * radius * (1.0 + config.max_pulse)
+        things.append(thing)
+        motions.append(
+            _Motion(
+                velocity_x=(speed if from_left else -speed) + pan_speed,
+                velocity_y=speed * rng.uniform(-0.1, 0.1),
+                spin=rng.uniform(-config.max_spin, config.max_spin),
+                pulse=0.0,
+                pulse_rate=0.1,
+                base_radius=radius,
+                # They bounce inside what the camera sees over the video, so they cross
+                # again and again.
+                bounds_x=(low + radius, high + width - radius),
+                bounds_y=(margin, height - margin),
+            )
+        )
+    return things, motions
 
 
 def render_video(seed: int, config: VideoConfig = VideoConfig()) -> list[Scene]:

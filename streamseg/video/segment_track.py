@@ -56,7 +56,7 @@ class SegmentAndTrack:
     def track(self, frame: Frame, segmentation: FrameSegmentation) -> TrackedFrame:
         """Filter one frame's segmentation and step the tracker with it."""
         segmentation = self.segment_filter(segmentation)
-        result = self.tracker.step(frame.index, segmentation)
+        result = self.tracker.step(frame.index, segmentation, time=frame.time)
         return TrackedFrame(
             frame=frame,
             labels=result.labels,

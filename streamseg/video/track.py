@@ -7,8 +7,14 @@ Per frame (`Tracker.step`):
   `cost = w * (1 - mask IoU) + (1 - w) * cosine distance + class_penalty * [class differs]`,
   with `cost_limit` inside the solver (pairs above it stay unassigned; solving first and
   thresholding afterwards gives different, worse matches);
-- unmatched thing segments start new tracks; a thing track unseen for more than `max_age`
-  processed frames ends.
+- unmatched thing segments start new tracks; a thing track unseen for more than
+  `max_age_seconds` of video time ends (`max_age_seconds` 0: more than `max_age` processed
+  frames, the rule before issue 18);
+- with `motion`, the IoU term is the larger of the mask IoU and the IoU of the track's last box
+  moved by its velocity (pixels per second of video time) with the segment's box, so that a
+  skipped frame or a fast object still overlaps where it went;
+- with `cut_threshold`, a frame where most pixels changed class since the previous processed
+  frame is a shot cut: every thing track ends there (no identity crosses a cut).
 
 Decisions (documented in docs/FORMATS.md):
 - Things only ever match things; a different class costs `class_penalty` instead of being
@@ -19,8 +25,9 @@ Decisions (documented in docs/FORMATS.md):
   Those masks are labels in the run-length maps of the frames they were seen in
   (`video/last_masks.py`): one joint count per such frame gives the overlaps of all its tracks
   with all segments, at a cost in runs rather than in pixels times tracks.
-- Age counts processed frames, not frame indices: with `--stride` or live frame drops, a frame
-  that was never processed cannot make a track older.
+- Age is video time (the frame's time: a file's pts, a live frame's own time), so `--stride`,
+  live drops and a reconnect gap age a track by the time that passed. (Before issue 18 it
+  counted processed frames; `LEGACY_TRACKER` still does.)
 - A track's class is the score-weighted vote over its segments (ties: lowest class id).
 
 `Tracker.state` is a small JSON-able dataclass (masks as COCO RLE) so that a killed run resumes
@@ -39,8 +46,12 @@ import numpy as np
 
 from streamseg.config import TrackerConfig
 from streamseg.model.outputs import FrameSegmentation
-from streamseg.video.label_runs import expand_runs, label_runs
+from streamseg.video.label_runs import LabelRuns, expand_runs, label_runs, pair_runs
 from streamseg.video.last_masks import LastMasks
+
+# The tracker as it was before issue 18: processed-frame ages, no motion, no cut detection,
+# no re-identification stage.
+LEGACY_TRACKER = TrackerConfig(max_age_seconds=0.0, motion=False, cut_threshold=0.0, reid_limit=0.0)
 
 
 @dataclass
@@ -56,6 +67,10 @@ class TrackState:
         hits: number of frames with a segment of this track.
         embedding: running mean of the segment embeddings, L2-normalized (D floats).
         size: (H, W) of the mask; mask_counts: COCO RLE counts of the last seen mask.
+        last_time: video time in seconds when last seen (-1: unknown, a state saved before
+            issue 18; it becomes the time of the next frame).
+        box: COCO box (x, y, w, h) of the last segment ([]: unknown).
+        velocity: (vx, vy) of the box centre in pixels per second, a running mean.
     """
 
     id: int
@@ -68,6 +83,9 @@ class TrackState:
     embedding: list[float]
     size: list[int]
     mask_counts: list[int]
+    last_time: float = -1.0
+    box: list[float] = field(default_factory=list)
+    velocity: list[float] = field(default_factory=list)
 
     @property
     def class_id(self) -> int:
@@ -217,6 +235,9 @@ class Tracker:
         # `_last` from their RLE when first matched.
         self._last = LastMasks()
         self._stale: set[int] = set()  # tracks whose state RLE is older than their last mask
+        # The previous processed frame's runs and its class lookup (segment id -> class + 1),
+        # for cut detection; not in the state (a resumed run detects no cut at its first frame).
+        self._previous: tuple[LabelRuns, np.ndarray] | None = None
 
     @property
     def state(self) -> TrackerState:
@@ -239,6 +260,16 @@ class Tracker:
         owed = {track_id: self._last.deferred_counts(track_id) for track_id in self._stale}
         return TrackerSnapshot(frozen, owed)
 
+    def _end_tracks(self, ended: list[TrackState]) -> None:
+        """Forget these tracks (a thing track's id is never used again)."""
+        if not ended:
+            return
+        gone = {t.id for t in ended}
+        for track_id in gone:
+            self._last.forget(track_id)
+            self._stale.discard(track_id)
+        self._state.tracks = [t for t in self._state.tracks if t.id not in gone]
+
     def class_of(self, track_id: int) -> int | None:
         """Voted class of a live track (None if unknown or ended)."""
         for track in self._state.tracks:
@@ -246,12 +277,16 @@ class Tracker:
                 return track.class_id
         return None
 
-    def step(self, frame_index: int, segmentation: FrameSegmentation) -> TrackResult:
+    def step(
+        self, frame_index: int, segmentation: FrameSegmentation, time: float | None = None
+    ) -> TrackResult:
         """Assign the segments of one frame to tracks.
 
         Args:
             frame_index: the frame's index in the source (may jump: stride, dropped frames).
             segmentation: panoptic ids (H, W), segments, embeddings (N, D).
+            time: the frame's time in the video in seconds (live: its own time); None:
+                `frame_index / config.fallback_fps`.
         Returns:
             `TrackResult` with the (H, W) int32 track-id map and per-segment track ids.
         """
@@ -267,6 +302,24 @@ class Tracker:
         if embeddings.ndim != 2 or embeddings.shape[0] != count:
             embeddings = np.zeros((count, 0), np.float32)
         track_ids = np.zeros(count, np.int32)
+        now = float(time) if time is not None else frame_index / config.fallback_fps
+        for track in state.tracks:
+            if track.last_time < 0:  # a state saved before issue 18
+                track.last_time = now
+        classes_of = _class_lookup(segments)
+        if config.cut_threshold > 0 and self._previous is not None:
+            if class_agreement(*self._previous, current, classes_of) < config.cut_threshold:
+                self._end_tracks([t for t in state.tracks if t.is_thing])
+        self._previous = (current, classes_of)
+        if config.max_age_seconds > 0:
+            # Before matching: one step can carry a long gap (a reconnect, dropped frames).
+            self._end_tracks(
+                [
+                    t
+                    for t in state.tracks
+                    if t.is_thing and now - t.last_time > config.max_age_seconds
+                ]
+            )
         by_id = {track.id: track for track in state.tracks}
 
         # Stuff: one id per class, no matching.
@@ -293,11 +346,26 @@ class Tracker:
             differs = np.array(
                 [[t.class_id != segments[i].class_id for i in things] for t in live], bool
             )
+            if config.motion:
+                boxes = np.array([segments[i].bbox for i in things], np.float64)
+                iou = np.maximum(iou, box_iou(_predicted_boxes(live, now), boxes))
             cost = assignment_cost(iou, track_emb, embeddings[things], differs, config)
             _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=config.cost_limit)
             for row, col in enumerate(row_to_col):
                 if col >= 0:
                     track_ids[things[col]] = live[row].id
+            if config.reid_limit > 0 and track_emb.shape[1]:
+                rows = [k for k, col in enumerate(row_to_col) if col < 0]
+                cols = [n for n, i in enumerate(things) if track_ids[i] == 0]
+                if rows and cols:
+                    distance = np.clip(1.0 - track_emb[rows] @ embeddings[things][cols].T, 0, 1)
+                    again = distance + config.class_penalty * differs[np.ix_(rows, cols)]
+                    _, second, _ = lap.lapjv(
+                        again.astype(np.float64), extend_cost=True, cost_limit=config.reid_limit
+                    )
+                    for r, c in enumerate(second):
+                        if c >= 0:
+                            track_ids[things[cols[c]]] = live[rows[r]].id
         for i in things:
             if track_ids[i] == 0:
                 track_ids[i] = state.next_id
@@ -321,6 +389,7 @@ class Tracker:
                     embedding=[] if embedding is None else [float(v) for v in embedding],
                     size=list(panoptic.shape),
                     mask_counts=[],
+                    last_time=now,
                 )
                 state.tracks.append(track)
                 by_id[track_id] = track
@@ -333,27 +402,28 @@ class Tracker:
             track.votes[key] = float(
                 np.float32(track.votes.get(key, 0.0)) + np.float32(segment.score)
             )
+            if segment.is_thing:
+                _update_motion(track, segment.bbox, now, config.velocity_momentum)
             track.last_frame = int(frame_index)
             track.last_step = state.steps
+            track.last_time = now
             track.hits += 1
             track.size = list(panoptic.shape)
             # Several stuff segments of one class: the last one is the track's mask.
             self._last.point(track_id, frame_key, segment.id)
             self._stale.add(track_id)
 
-        # End thing tracks unseen for more than max_age processed frames.
-        kept = []
-        for track in state.tracks:
-            if track.is_thing and state.steps - track.last_step > config.max_age:
-                self._last.forget(track.id)
-                self._stale.discard(track.id)
-                continue
-            kept.append(track)
-        state.tracks = kept
+        # End thing tracks unseen for too long.
+        if config.max_age_seconds > 0:
+            old = [t for t in state.tracks if now - t.last_time > config.max_age_seconds]
+        else:
+            old = [t for t in state.tracks if state.steps - t.last_step > config.max_age]
+        self._end_tracks([t for t in old if t.is_thing])
         # Frames older than any live thing track's are pointed at by stuff tracks only (never
-        # matched by IoU): their masks go to the state's RLE now, so that at most max_age + 1
-        # frames stay in memory however long the video.
-        owed = self._last.release(state.steps - config.max_age, self._stale)
+        # matched by IoU): their masks go to the state's RLE now, so that only the frames
+        # live thing tracks were last seen in stay in memory however long the video.
+        oldest = min((t.last_step for t in state.tracks if t.is_thing), default=state.steps)
+        owed = self._last.release(oldest, self._stale)
         for track in state.tracks:
             if track.id in owed:
                 track.mask_counts = owed[track.id]
@@ -367,6 +437,85 @@ class Tracker:
         labels = expand_runs(current, lut)
         classes = {int(t): by_id[int(t)].class_id for t in track_ids}
         return TrackResult(labels=labels, track_ids=track_ids, classes=classes)
+
+
+def class_agreement(
+    previous: LabelRuns, previous_classes: np.ndarray, current: LabelRuns, classes: np.ndarray
+) -> float:
+    """Share of pixels whose class is the same in two label maps (1.0 for maps of two sizes:
+    nothing to compare).
+
+    Args:
+        previous, current: runs of (H, W) segment-id maps.
+        previous_classes, classes: segment id -> class id + 1 (0: no segment) of each map.
+    """
+    if previous.shape != current.shape or previous.column_major != current.column_major:
+        return 1.0
+    if current.size == 0:
+        return 1.0
+    before, after, lengths = pair_runs(previous, current)
+    same = previous_classes[before] == classes[after]
+    return float(lengths[same].sum()) / current.size
+
+
+def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU of COCO boxes (x, y, w, h).
+
+    Args:
+        boxes_a: (K, 4); boxes_b: (N, 4).
+    Returns:
+        (K, N) float64 IoU (0 where the union is empty).
+    """
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
+    left = np.maximum(a[:, None, 0], b[None, :, 0])
+    top = np.maximum(a[:, None, 1], b[None, :, 1])
+    right = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    bottom = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def _class_lookup(segments: list) -> np.ndarray:
+    """Segment id -> class id + 1 (0 for ids without a segment)."""
+    lut = np.zeros(max((s.id for s in segments), default=0) + 1, np.int64)
+    for segment in segments:
+        lut[segment.id] = segment.class_id + 1
+    return lut
+
+
+def _predicted_boxes(tracks: list[TrackState], now: float) -> np.ndarray:
+    """(K, 4) each track's last box moved by its velocity to `now` (no box: empty)."""
+    boxes = np.zeros((len(tracks), 4), np.float64)
+    for k, track in enumerate(tracks):
+        if len(track.box) == 4:
+            boxes[k] = track.box
+            if len(track.velocity) == 2:
+                elapsed = max(now - track.last_time, 0.0)
+                boxes[k, 0] += track.velocity[0] * elapsed
+                boxes[k, 1] += track.velocity[1] * elapsed
+    return boxes
+
+
+def _update_motion(
+    track: TrackState, bbox: tuple[int, int, int, int], now: float, momentum: float
+) -> None:
+    """The track's box becomes `bbox`; its velocity the running mean of the centre's motion."""
+    box = [float(v) for v in bbox]
+    elapsed = now - track.last_time
+    if len(track.box) == 4 and elapsed > 0:
+        shift = [
+            (box[0] + box[2] / 2 - track.box[0] - track.box[2] / 2) / elapsed,
+            (box[1] + box[3] / 2 - track.box[1] - track.box[3] / 2) / elapsed,
+        ]
+        if len(track.velocity) == 2:
+            shift = [
+                momentum * old + (1 - momentum) * new
+                for old, new in zip(track.velocity, shift, strict=True)
+            ]
+        track.velocity = shift
+    track.box = box
 
 
 def _stack_embeddings(tracks: list[TrackState], dim: int) -> np.ndarray:
