@@ -4,7 +4,8 @@
 #   2. runs the CUDA-only tests (pytest -m cuda);
 #   3. benches ConvNeXt-L (random weights, official config) at 1080p in fp32 and bf16:
 #      forward only, end to end with and without overlay, capacity (replayed outputs), live,
-#      and the end-to-end loop under torch.cuda.set_sync_debug_mode (--sync-debug);
+#      and the end-to-end loop under torch.cuda.set_sync_debug_mode (--sync-debug); and the
+#      forward with the weights in channels_last against the default memory format;
 #   4. writes OUT/results.json and OUT/results.md (streamseg/bench/gpu_report.py) next to the
 #      raw bench JSON, logs and steps.tsv.
 #
@@ -149,6 +150,16 @@ for precision in $precisions; do
     timeout "$step_timeout" "$python" -m streamseg bench --model "$model" --size "$size" \
     --device cuda --precision "$precision" --frames "$frames" --batch-size "$batch" \
     --repeats "$repeats" --capacity --live --sync-debug --json
+done
+
+# 3b. The network's forward in the default and the channels_last memory format, per precision
+# (streamseg turns channels_last on only where this measures faster).
+for precision in $precisions; do
+  name="memory-format-${precision}"
+  run "$name" - "$out/$name.log" \
+    timeout "$step_timeout" "$python" -m streamseg.bench.memory_format --model "$model" \
+    --size "$size" --device cuda --precision "$precision" --frames "$batch" --repeats 3 \
+    --out "$out/$name.json"
 done
 
 # 4. The report (no GPU needed: a dry run writes it too, from whatever OUT holds).

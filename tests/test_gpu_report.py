@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from streamseg.bench.gpu_report import RESULTS_JSON, RESULTS_MD, bench_row, main, write_report
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "gpu.sh"
@@ -65,6 +67,11 @@ def test_script_parses_and_dry_runs(tmp_path: Path) -> None:
             and "--capacity --live --sync-debug --json" in line
             for line in shown
         ), precision
+        assert any(
+            "streamseg.bench.memory_format --model fcclip-convnext-large" in line
+            and f"--precision {precision}" in line
+            for line in shown
+        ), precision
     # nothing ran: only the report of nothing, saying so
     assert sorted(p.name for p in out.iterdir()) == [RESULTS_JSON, RESULTS_MD]
     assert "pending" in (out / RESULTS_MD).read_text()
@@ -95,6 +102,40 @@ def test_report_of_benches_and_a_failed_one(tmp_path: Path) -> None:
     table = (tmp_path / RESULTS_MD).read_text()
     assert "NVIDIA H100 (cuda:0)" in table and "| 40.00 |" in table and "failed: OutOf" in table
     assert "panoptic_frames.py:66` x4" in table
+
+
+def test_report_of_the_memory_format_comparison(tmp_path: Path) -> None:
+    result = {
+        "precision": "bf16",
+        "contiguous_seconds_per_frame": 0.05,
+        "channels_last_seconds_per_frame": 0.04,
+        "speedup": 1.25,
+        "max_abs_diff_class_probs": 0.001,
+        "max_abs_diff_mask_logits": 0.02,
+    }
+    (tmp_path / "memory-format-bf16.json").write_text(json.dumps(result))
+    (tmp_path / "memory-format-fp32.json").write_text("{")  # cut off
+    report = write_report(tmp_path)
+    good, bad = report["memory_formats"]
+    assert good["speedup"] == 1.25 and "error" in bad
+    table = (tmp_path / RESULTS_MD).read_text()
+    assert "| memory-format-bf16.json | bf16 | 0.0500 | 0.0400 | 1.25 | 0.02 |" in table
+    assert "| memory-format-fp32.json | failed:" in table
+
+
+def test_memory_format_comparison_runs_on_the_cpu(tmp_path: Path) -> None:
+    from streamseg.bench.memory_format import main as compare
+
+    out = tmp_path / "formats.json"
+    assert compare(["--size", "64x96", "--frames", "1", "--repeats", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["batch_size"] == 1 and result["precision"] == "fp32"
+    assert result["speedup"] == pytest.approx(
+        result["contiguous_seconds_per_frame"] / result["channels_last_seconds_per_frame"]
+    )
+    # The same network in another memory layout: float rounding apart, the same outputs.
+    assert result["max_abs_diff_class_probs"] < 1e-4
+    assert result["max_abs_diff_mask_logits"] < 1e-2
 
 
 def test_report_row_of_missing_parts() -> None:

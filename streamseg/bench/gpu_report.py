@@ -5,7 +5,8 @@ python -m streamseg.bench.gpu_report OUT
 ```
 reads, in OUT, every `bench-*.json` (`streamseg bench --json` output; a missing or broken one
 is a failed bench, its `.log` tail says why), `steps.tsv` (step, exit code, seconds) and
-`pytest-cuda.txt`, and writes `results.json` and `results.md`. Nothing here needs a GPU: the
+`pytest-cuda.txt`, and every `memory-format-*.json` (`streamseg.bench.memory_format`), and writes
+`results.json` and `results.md`. Nothing here needs a GPU: the
 script's `--dry-run` runs it on an empty folder.
 """
 
@@ -133,15 +134,52 @@ def write_report(folder: Path) -> dict[str, Any]:
     steps = read_steps(folder / STEPS)
     pytest_log = folder / PYTEST_LOG
     pytest_summary = _last_line(pytest_log) if pytest_log.is_file() else None
+    formats = [_memory_format(path) for path in sorted(folder.glob("memory-format-*.json"))]
     report = {
         "benches": [asdict(row) for row in rows],
+        "memory_formats": formats,
         "steps": steps,
         "pytest_cuda": pytest_summary,
         "failed_steps": [s["step"] for s in steps if s["rc"] != 0],
     }
     (folder / RESULTS_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    (folder / RESULTS_MD).write_text(markdown(rows, steps, pytest_summary))
+    text = markdown(rows, steps, pytest_summary) + memory_format_markdown(formats)
+    (folder / RESULTS_MD).write_text(text)
     return report
+
+
+def _memory_format(path: Path) -> dict[str, Any]:
+    """One `streamseg.bench.memory_format` JSON ({"file", "error"} when unreadable)."""
+    try:
+        return {"file": path.name, **json.loads(path.read_text())}
+    except (OSError, ValueError) as error:
+        return {"file": path.name, "error": str(error)}
+
+
+def memory_format_markdown(formats: Sequence[dict[str, Any]]) -> str:
+    """The channels_last comparison as a Markdown table ("" when there is none)."""
+    if not formats:
+        return ""
+    lines = ["", "Forward with the weights in channels_last (streamseg.bench.memory_format):", ""]
+    lines.append(
+        "| file | precision | default s/frame | channels_last s/frame | speedup | max diff |"
+    )
+    lines.append("|---|---|---:|---:|---:|---:|")
+    for item in formats:
+        if "error" in item:
+            lines.append(f"| {item['file']} | failed: {_cell(item['error'])} |")
+            continue
+        diff = max(item["max_abs_diff_class_probs"], item["max_abs_diff_mask_logits"])
+        cells = [
+            item["file"],
+            item["precision"],
+            f"{item['contiguous_seconds_per_frame']:.4f}",
+            f"{item['channels_last_seconds_per_frame']:.4f}",
+            f"{item['speedup']:.2f}",
+            f"{diff:.2g}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows: Sequence[BenchRow], steps: Sequence[dict[str, Any]], pytest: str | None) -> str:
