@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -24,8 +25,10 @@ from streamseg.app_jobs import (
     TRACK_HEADERS,
     VIDEO_SUFFIXES,
     VOCAB_PRESETS,
+    CacheReport,
     RunResult,
     SegmenterCache,
+    classifier_cached,
     classify_upload,
     model_choices,
     run_image_job,
@@ -36,6 +39,8 @@ from streamseg.app_jobs import (
 )
 from streamseg.errors import UserError
 
+# The vocabulary preset the page starts with (its classifier is computed by the warm-up).
+DEFAULT_PRESET = "shapes"
 # Runs kept in the work folder (older ones are deleted: the disk of a small machine).
 KEEP_RUNS = 8
 
@@ -57,6 +62,8 @@ class AppSettings:
     max_classes: int = 300
     queue_size: int = 16  # requests waiting; more are refused with "queue full"
     concurrency: int = 1  # requests run at once (one model on a small machine)
+    # Load the default model and its classifier before serving (`launch`), not on the first click.
+    warm_up: bool = True
 
 
 # ----------------------------------------------------------------------------- the app
@@ -148,11 +155,13 @@ class DemoApp:
             probe(source)  # an unreadable video fails before the model loads
         if progress is not None:
             progress(None, desc="loading the model")
-        segmenter = self.segmenters.get(model or self.default_model)
+        load = self.segmenters.load(model or self.default_model)
+        segmenter = load.segmenter
         if vocabulary is None:
             from streamseg.model.default_vocab import require_vocabulary
 
             vocabulary = require_vocabulary(segmenter, model or self.default_model)
+        cache = CacheReport(load.loaded, not classifier_cached(segmenter, vocabulary))
         run_dir = self._new_run_dir()
         if kind == "image":
             result = run_image_job(
@@ -176,7 +185,36 @@ class DemoApp:
                 "shows the formats, not real segmentations; the default model shapes-tiny is "
                 "trained (on the synthetic shapes world)."
             )
+        result.status += f"\n\n{cache.line()}"
+        result.cache = cache
         return result
+
+    def default_vocabulary(self) -> Any:
+        """The vocabulary the page's class boxes start with, read as a click reads them."""
+        from streamseg.model.vocab import vocabulary_from_options
+
+        text, stuff = vocabulary_text(DEFAULT_PRESET)
+        return vocabulary_from_options(text, None, stuff or None)
+
+    def warm_up(self, say: Callable[[str], None] = lambda line: None) -> CacheReport:
+        """Load the default model and compute (or read) the text classifier of the page's
+        default classes, so that the first click pays for neither: the model stays in
+        `self.segmenters`, the classifier in the disk cache where the click reads it.
+
+        Args:
+            say: receives the progress lines ("loading ...", "ready in ...").
+        Raises:
+            UserError: the default model or vocabulary cannot load.
+        """
+        began = time.monotonic()
+        say(f"loading the model {self.default_model} and its text classifier")
+        load = self.segmenters.load(self.default_model)
+        vocabulary = self.default_vocabulary()
+        computed = not classifier_cached(load.segmenter, vocabulary)
+        load.segmenter.set_vocabulary(vocabulary)
+        report = CacheReport(load.loaded, computed)
+        say(f"ready in {time.monotonic() - began:.1f} s ({report.line()})")
+        return report
 
 
 def _user_message(error: BaseException, upload: str | None) -> str:
@@ -193,7 +231,7 @@ def build_demo(settings: AppSettings = AppSettings()) -> Any:
 
     app = DemoApp(settings)
     samples = app.samples()
-    default_text, default_stuff = vocabulary_text("shapes")
+    default_text, default_stuff = vocabulary_text(DEFAULT_PRESET)
     accepted = list(VIDEO_SUFFIXES + IMAGE_SUFFIXES)
 
     def handle(
@@ -350,6 +388,13 @@ def launch(
     Only the app's work folder is added to Gradio's served paths; uploads over
     `settings.max_file_mb` are refused by the server before they reach a handler."""
     demo = build_demo(settings)
+    if settings.warm_up:
+        try:
+            demo.streamseg_app.warm_up(
+                lambda line: print(f"streamseg app: {line}", file=sys.stderr)
+            )
+        except UserError as error:  # the page says it again on the first click
+            print(f"streamseg app: warning: no warm-up: {error}", file=sys.stderr)
     demo.launch(
         server_name=host,
         server_port=port,

@@ -129,22 +129,59 @@ def zip_folder(folder: Path, archive: Path) -> Path:
     return Path(made)
 
 
+@dataclass(frozen=True)
+class ModelLoad:
+    """A segmenter from `SegmenterCache.load` and whether this call built it."""
+
+    segmenter: Any
+    loaded: bool  # True: built by this call; False: reused (warm-up or an earlier request)
+
+
 class SegmenterCache:
     """Loaded segmenters by (model, device): loading takes seconds, runs reuse them."""
 
     def __init__(self, device: str = "auto") -> None:
         self.device = device
+        self.loads = 0  # segmenters built so far (the warm-up is tested by counting them)
         self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> Any:
+    def load(self, name: str) -> ModelLoad:
         with self._lock:
-            if name not in self._models:
-                # The one loader: registry names, folders, .pth, presets.
-                from streamseg.model.load import load_segmenter
+            if name in self._models:
+                return ModelLoad(self._models[name], loaded=False)
+            # The one loader: registry names, folders, .pth, presets.
+            from streamseg.model.load import load_segmenter
 
-                self._models[name] = load_segmenter(name, None, self.device, note="streamseg app")
-            return self._models[name]
+            self._models[name] = load_segmenter(name, None, self.device, note="streamseg app")
+            self.loads += 1
+            return ModelLoad(self._models[name], loaded=True)
+
+    def get(self, name: str) -> Any:
+        return self.load(name).segmenter
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    """What a request found ready, said in its status: the first click after the warm-up
+    finds both (issue 20)."""
+
+    model_loaded: bool  # the request loaded the model (else reused it)
+    classifier_computed: bool  # the request computed the text classifier (else read it)
+
+    def line(self) -> str:
+        model = "loaded by this run" if self.model_loaded else "reused"
+        classifier = "computed by this run" if self.classifier_computed else "cached"
+        return f"model {model}, text classifier {classifier}"
+
+
+def classifier_cached(segmenter: Any, vocabulary: Any) -> bool:
+    """Whether `segmenter`'s text classifier of `vocabulary` is in the disk cache, where
+    `set_vocabulary` reads it instead of encoding (checked per request, so requests running
+    at the same time do not see each other's work)."""
+    from streamseg.model.text_classifier import cache_file, default_cache_dir
+
+    return cache_file(default_cache_dir(), str(segmenter.model_id), vocabulary).is_file()
 
 
 class _ProgressRelay:
@@ -179,6 +216,7 @@ class RunResult:
     rows: list[list[Any]]
     files: list[Path]
     status: str
+    cache: CacheReport | None = None  # set by DemoApp.run
 
 
 def run_video_job(

@@ -115,7 +115,7 @@ def test_video_job_table_matches_the_tracks(tmp_path: Path) -> None:
 
 def test_demo_refuses_bad_requests_before_loading_a_model(tmp_path: Path) -> None:
     app = DemoApp(AppSettings(work_dir=tmp_path, max_frames=10))
-    app.segmenters.get = None  # any model load would fail loudly
+    app.segmenters.load = None  # any model load would fail loudly
     video = make_blob_video(tmp_path / "blobs.mp4", frames=2)
     with pytest.raises(UserError, match="no input"):
         app.run(None, "a", "", None, 1, 2, 0.0)

@@ -23,7 +23,7 @@ def test_a_vocabulary_over_the_bound_is_refused_before_the_model_loads(tmp_path:
     def no_model(name: str) -> None:
         raise AssertionError("the model must not load for a refused request")
 
-    app.segmenters.get = no_model  # type: ignore[method-assign]
+    app.segmenters.load = no_model  # type: ignore[method-assign]
     video = make_blob_video(tmp_path / "v.mp4", frames=2)
     vocab = ",".join(f"class {n}" for n in range(51))
     with pytest.raises(UserError, match="51 given, this app allows at most 50"):

@@ -235,12 +235,13 @@ def test_pycocotools_layout_polygons_and_compressed_rle(tmp_path):
     assert evaluate_instances(gt_json, half)["AP"] == pytest.approx(51 / 101)
 
 
-# ---------------------------------------------------------------- YouTube-VIS (not scored)
+# ---------------------------------------------------------------- YouTube-VIS
 
 
-def test_youtube_vis_layout_is_refused_clearly(tmp_path, capsys):
-    """Video instance AP is not implemented: YouTube-VIS files get a message that says so."""
-    pytest.importorskip("pycocotools")  # the refusal comes after the optional import
+def test_youtube_vis_layout_is_scored_as_video_instances(tmp_path, capsys):
+    """A YouTube-VIS ground truth (list-count RLEs, `areas`) and results list: the prediction
+    covers the dog in frame 0 and misses frame 1, video IoU 8 / (8 + 8) = 0.5."""
+    pytest.importorskip("pycocotools")
     rle = {"size": [4, 4], "counts": [0, 8, 8]}  # the dog's 8 pixels (column-major runs)
     gt_json = tmp_path / "ytvis_valid.json"
     gt_json.write_text(
@@ -259,7 +260,11 @@ def test_youtube_vis_layout_is_refused_clearly(tmp_path, capsys):
     results.write_text(
         json.dumps([{"video_id": 1, "category_id": 1, "score": 0.9, "segmentations": [rle, None]}])
     )
-    with pytest.raises(UserError, match=r"ytvis_valid\.json: a YouTube-VIS file"):
-        evaluate_instances(gt_json, results)
-    code = main(["eval", "instance", "--gt-json", str(gt_json), "--pred-json", str(results)])
-    assert code == 2 and "video instance AP is not supported" in capsys.readouterr().err
+    scores = evaluate_instances(gt_json, results)
+    # matched at IoU threshold 0.50 only (1 of 10): AP 0.1; AP50 1; a small object (8 px)
+    assert scores["AP"] == pytest.approx(0.1) and scores["AP50"] == pytest.approx(1.0)
+    assert scores["AP75"] == 0.0 and scores["APs"] == pytest.approx(0.1)
+    assert scores["APm"] == -1.0 and scores["AR1"] == pytest.approx(0.1)
+    code = main(["eval", "instance", "--gt-json", str(gt_json), "--pred-json", str(results),
+                 "--json"])  # fmt: skip
+    assert code == 0 and json.loads(capsys.readouterr().out) == scores

@@ -94,7 +94,9 @@ def test_resnet_masked_attention_pool_single_position() -> None:
         key_value = dense[0, :, 1, 2] + spatial[0, :, 1, 2]
         want = attnpool.c_proj(attnpool.v_proj(key_value))  # softmax over one key = 1
     torch.testing.assert_close(out[0, 0], want, rtol=1e-5, atol=1e-5)
-    assert torch.isfinite(out).all()  # the empty mask attends everywhere instead of NaN
+    # The empty mask gives the output projection's bias, as the official pooling does
+    # (tests/test_edges2_pooling.py): finite, not NaN.
+    assert torch.isfinite(out).all()
 
 
 def test_pixel_decoder_stays_float32_under_autocast(tiny) -> None:

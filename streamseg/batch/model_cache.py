@@ -1,5 +1,6 @@
-"""One segmenter per worker process, built by the first task that needs it and reused by every
-later task of the batch."""
+"""One segmenter per worker process, built when the worker starts (`warm_model`, run by the
+plugin of batch/warm_up.py) or else by the first task that needs it, and reused by every later
+task of the batch."""
 
 from __future__ import annotations
 
@@ -63,3 +64,25 @@ def cached_segmenter(spec: RunSpec) -> Any:
             _SEGMENTERS[key] = segmenter
             _MODEL_LOADS += 1
     return segmenter
+
+
+def warm_model(spec: RunSpec) -> bool:
+    """Build this worker's segmenter for `spec` and its text classifier (into the disk cache)
+    before the first task asks for them (batch/warm_up.py runs it when a worker starts).
+
+    Returns:
+        True when warm; False when the model or vocabulary cannot load: the tasks then fail
+        with the loader's own error, one line each in the manifest.
+    """
+    # Imported here: the pipeline and the model load only on workers, not on the client.
+    from streamseg.model.vocab import vocabulary_from_options
+    from streamseg.video.run_setup import resolve_vocabulary
+
+    settings = spec.config.model
+    try:
+        segmenter = cached_segmenter(spec)
+        vocabulary = vocabulary_from_options(settings.vocab, settings.vocab_file, settings.stuff)
+        resolve_vocabulary(segmenter, vocabulary, spec.config)
+    except Exception:  # noqa: BLE001 - said by every task that needs the model
+        return False
+    return True

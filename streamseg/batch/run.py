@@ -168,6 +168,10 @@ def run_batch(
         if has_dashboard and (getattr(client, "cluster", None) is None or has_bokeh()):
             print(f"streamseg batch: Dask dashboard at {client.dashboard_link}", file=sys.stderr)
     last_save = 0.0
+    if any(store_frames_if_done(output) is None for output in outputs):
+        from streamseg.batch.warm_up import warm_workers
+
+        warm_workers(client, spec, resources)  # models built before the first task
     try:
         for index, output in enumerate(outputs):
             frames = store_frames_if_done(output)

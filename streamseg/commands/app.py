@@ -30,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=1, help="requests run at once (default 1)"
     )
     parser.add_argument(
+        "--no-warm-up",
+        action="store_true",
+        help="serve at once; the first run loads the model and its classifier (default: "
+        "both are loaded before serving)",
+    )
+    parser.add_argument(
         "--text-cache-mb",
         type=float,
         help="bound of the text-embedding cache in MB, least recently used out (default 256)",
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         max_classes=args.max_classes,
         queue_size=args.queue_size,
         concurrency=args.concurrency,
+        warm_up=not args.no_warm_up,
     )
     try:
         launch(settings, host=args.host, port=args.port, share=args.share, block=True)

@@ -46,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     video.add_argument("--pred-dir", help="folder of <video>/<frame>.png predictions")
     video.add_argument(
+        "--pred-format",
+        choices=("vipseg", "deeplab2"),
+        default="vipseg",
+        help="vipseg: COCO-panoptic PNGs + --pred-json (default); deeplab2: PNGs with "
+        "R = semantic, G * 256 + B = instance, no JSON",
+    )
+    video.add_argument(
         "--pred-store", help="a streamseg store (.zarr) as the prediction of one video"
     )
     video.add_argument("--video", help="with --pred-store: the ground-truth video id")
@@ -57,9 +64,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     video.add_argument("--json", action="store_true", help="print one JSON object")
 
-    instance = sub.add_parser("instance", help="COCO segm AP through pycocotools")
-    instance.add_argument("--gt-json", required=True, help="COCO instances JSON")
-    instance.add_argument("--pred-json", required=True, help="COCO results JSON (RLE masks)")
+    instance = sub.add_parser(
+        "instance",
+        help="COCO segm AP through pycocotools; video instance AP for YouTube-VIS ground truth",
+    )
+    instance.add_argument("--gt-json", required=True, help="COCO instances or YouTube-VIS JSON")
+    instance.add_argument(
+        "--pred-json", required=True, help="COCO results or YouTube-VIS results JSON (RLE masks)"
+    )
     instance.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -107,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
                 category_map=args.category_map,
                 windows=windows,
             )
+        elif args.pred_format == "deeplab2":
+            if args.pred_json or not args.pred_dir:
+                raise UserError("--pred-format deeplab2 reads --pred-dir alone (no --pred-json)")
+            from streamseg.eval.deeplab2 import evaluate_deeplab2_video
+
+            result = evaluate_deeplab2_video(args.gt_json, args.gt_dir, args.pred_dir, windows)
         else:
             if not (args.pred_json and args.pred_dir):
                 raise UserError("give --pred-json and --pred-dir (or --pred-store)")

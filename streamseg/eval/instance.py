@@ -1,4 +1,5 @@
-"""Instance segmentation AP (COCO `segm`) through pycocotools.
+"""Instance segmentation AP (COCO `segm`) through pycocotools; YouTube-VIS ground truth
+goes to video instance AP (eval/video_instance.py).
 
 Ground truth: a COCO instances JSON (`images`, `annotations` with RLE or polygon
 `segmentation`, `categories`). Predictions: a COCO results JSON, a list of
@@ -14,11 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from streamseg.errors import UserError
-
-# The 12 numbers of COCOeval.summarize(), in its order.
-STAT_NAMES: tuple[str, ...] = (
-    "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
-)  # fmt: skip
+from streamseg.eval.coco_summary import STAT_NAMES
 
 
 def evaluate_instances(gt_json: str | Path, pred_json: str | Path) -> dict[str, float]:
@@ -35,8 +32,12 @@ def evaluate_instances(gt_json: str | Path, pred_json: str | Path) -> dict[str, 
     from streamseg.eval.formats import read_json
 
     gt_data = read_json(gt_json)
+    if isinstance(gt_data, dict) and isinstance(gt_data.get("videos"), list):
+        from streamseg.eval.video_instance import evaluate_video_instances
+
+        return evaluate_video_instances(gt_json, pred_json)
     pred_data = read_json(pred_json)
-    _refuse_youtube_vis(gt_data, gt_json, pred_data, pred_json)
+    _refuse_youtube_vis(pred_data, pred_json)
     if not isinstance(gt_data, dict) or not all(
         isinstance(gt_data.get(key), list) for key in ("images", "annotations", "categories")
     ):
@@ -87,20 +88,13 @@ def evaluate_instances(gt_json: str | Path, pred_json: str | Path) -> dict[str, 
     return {name: float(value) for name, value in zip(STAT_NAMES, evaluator.stats, strict=True)}
 
 
-def _refuse_youtube_vis(
-    gt_data: Any, gt_json: str | Path, pred_data: Any, pred_json: str | Path
-) -> None:
-    """YouTube-VIS files (per-video `segmentations` lists, scored as tubes) look close to COCO
-    ones but are not scored here: say so rather than report a missing key."""
-    if isinstance(gt_data, dict) and isinstance(gt_data.get("videos"), list):
-        raise UserError(
-            f"{gt_json}: a YouTube-VIS file ('videos'), not COCO instances; video instance AP "
-            "is not supported (instance AP scores COCO images)"
-        )
+def _refuse_youtube_vis(pred_data: Any, pred_json: str | Path) -> None:
+    """YouTube-VIS results scored against COCO images: say so rather than report a missing
+    key (YouTube-VIS ground truth is scored by eval/video_instance.py)."""
     if isinstance(pred_data, list) and any(
         isinstance(det, dict) and "video_id" in det and "segmentations" in det for det in pred_data
     ):
         raise UserError(
-            f"{pred_json}: YouTube-VIS results ('video_id', 'segmentations'), not COCO results; "
-            "video instance AP is not supported"
+            f"{pred_json}: YouTube-VIS results ('video_id', 'segmentations') against COCO "
+            "images; video instance AP needs YouTube-VIS ground truth ('videos')"
         )

@@ -145,8 +145,10 @@ def masked_attention_pool(attnpool: nn.Module, dense: Tensor, masks: Tensor) -> 
 
     Query = mean of all positions + positional_embedding[0]; keys/values = features + the spatial
     positional embedding resized bilinearly to (h, w); positions where the resized mask logit is
-    <= 0 are blocked. A mask with no positive pixel would block every key (the official code then
-    yields NaN); we attend everywhere instead, so the result is finite. With
+    <= 0 are blocked. A mask with no positive pixel blocks every key: the official call
+    (`F.multi_head_attention_forward`, need_weights=False, i.e. torch's SDPA with its safe
+    softmax) then attends to nothing, an attention output of 0, so the result is `c_proj`'s
+    bias; the same here on every backend (tests/test_edges2_pooling.py). With
     `ensemble_on_valid_mask` (on for RN50) such queries get weight 0 in the ensemble either way.
 
     Args:
@@ -162,7 +164,9 @@ def masked_attention_pool(attnpool: nn.Module, dense: Tensor, masks: Tensor) -> 
     heads = attnpool.num_heads
     masks = resize_masks(masks, (height, width))
     allowed = (masks > 0).flatten(2)  # (B, Q, hw)
-    allowed = allowed | ~allowed.any(dim=-1, keepdim=True)
+    empty = ~allowed.any(dim=-1)  # (B, Q)
+    # Attend everywhere first (finite on every SDPA backend), then zero the output below.
+    allowed = allowed | empty[..., None]
 
     pos = attnpool.positional_embedding.to(dense.dtype)
     side = int(math.isqrt(pos.shape[0] - 1))
@@ -182,4 +186,5 @@ def masked_attention_pool(attnpool: nn.Module, dense: Tensor, masks: Tensor) -> 
     v = split(attnpool.v_proj(key_value))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
     out = out.transpose(1, 2).reshape(batch, queries, channels)
+    out = out.masked_fill(empty[..., None], 0.0)
     return attnpool.c_proj(out)

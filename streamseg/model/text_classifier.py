@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,22 @@ def _write_cache(path: Path, embeddings: Tensor) -> None:
             os.remove(temp)
 
 
+# Classifiers computed by this process (cache misses): the app and batch warm-ups are tested
+# by counting them, never by timing.
+_ENCODINGS = 0
+_ENCODINGS_LOCK = threading.Lock()
+
+
+def text_encodings() -> int:
+    """How many text classifiers this process has computed (not read from the disk cache)."""
+    return _ENCODINGS
+
+
+def cache_file(cache_dir: str | Path, cache_key: str, vocabulary: Vocabulary) -> Path:
+    """The disk cache file of a model's (`cache_key`) classifier of `vocabulary`."""
+    return Path(cache_dir) / f"text-{cache_digest(cache_key, vocabulary)}.safetensors"
+
+
 def build_text_classifier(
     encode_text: Callable[[Tensor], Tensor],
     tokenizer: Callable[[list[str]], Tensor],
@@ -215,10 +232,13 @@ def build_text_classifier(
     class_index = torch.tensor(owners, dtype=torch.long, device=device)
     path = None
     if cache_dir is not None and cache_key is not None:
-        path = Path(cache_dir) / f"text-{cache_digest(cache_key, vocabulary)}.safetensors"
+        path = cache_file(cache_dir, cache_key, vocabulary)
         cached = _read_cache(path, len(synonyms), device)
         if cached is not None:
             return TextClassifier(cached, class_index, len(vocabulary))
+    global _ENCODINGS
+    with _ENCODINGS_LOCK:
+        _ENCODINGS += 1
     embeddings = encode_synonyms(encode_text, tokenizer, synonyms, device)
     if path is not None:
         _write_cache(path, embeddings)
