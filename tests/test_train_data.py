@@ -17,6 +17,7 @@ from streamseg.train.augment import (
     JitteredDataset,
     JitterParams,
     apply_jitter,
+    draw_jitter,
 )
 from streamseg.train.data import PanopticDataset, Sample
 
@@ -47,7 +48,9 @@ def test_targets_from_written_dataset(tmp_path):
     assert not sample.ignore.any()
 
 
-def test_crowd_is_ignored_and_subset_of_categories(tmp_path):
+def test_crowd_is_background_and_subset_of_categories(tmp_path):
+    # Official mapper: a crowd segment gets no target and no ignore region; its pixels are
+    # negative for every mask, like VOID.
     path = write_dataset(tmp_path, count=1)
     data = json.loads(path.read_text())
     data["annotations"][0]["segments_info"][1]["iscrowd"] = 1  # the square
@@ -62,7 +65,33 @@ def test_crowd_is_ignored_and_subset_of_categories(tmp_path):
     sample = dataset[0]
     assert dataset.class_names == ["disc", "ground"]
     assert sample.labels.tolist() == [1, 0]
-    assert torch.equal(sample.ignore, torch.from_numpy(ids == 301))
+    assert not sample.ignore.any()
+    assert not sample.masks[:, torch.from_numpy(ids == 301)].any()
+
+
+def test_segment_absent_from_the_png_is_an_empty_target(tmp_path):
+    # Official mapper: every non-crowd segment of segments_info is a target, even with 0 pixels.
+    path = write_dataset(tmp_path, count=1)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["segments_info"].append({"id": 999, "category_id": 7, "iscrowd": 0})
+    path.write_text(json.dumps(data))
+    sample = PanopticDataset(
+        json_path=path, image_root=tmp_path / "images", panoptic_root=tmp_path / "panoptic"
+    )[0]
+    assert sample.labels.tolist() == [2, 0, 1, 0]
+    assert sample.masks.shape[0] == 4 and not sample.masks[3].any()
+
+
+def test_image_is_turned_upright_by_its_exif_orientation(tmp_path):
+    # detectron2's read_image applies the EXIF orientation; orientation 3 = turned 180 degrees.
+    dataset = _dataset(tmp_path, count=1)
+    stored = np.array(Image.open(tmp_path / "images" / "0000.png"))
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    Image.fromarray(stored).save(tmp_path / "images" / "0000.png", exif=exif)
+    sample = dataset[0]
+    turned = torch.from_numpy(np.ascontiguousarray(stored[::-1, ::-1])).permute(2, 0, 1)
+    assert torch.equal(sample.image, turned)
 
 
 def test_bad_inputs_are_clear_errors(tmp_path):
@@ -110,19 +139,89 @@ def _coded_sample(size=16):
 
 def test_jitter_exact_cases():
     sample = _coded_sample()
-    out, valid = apply_jitter(sample, JitterParams(1.0, 0.0, 0.0, True), 16)
+    out = apply_jitter(sample, JitterParams(True, 16, 16, 0, 0), 16)
     assert torch.equal(out.image, sample.image.flip(-1))
     assert torch.equal(out.masks, sample.masks.flip(-1))
-    assert valid.all()
     # Upscale x2 and crop at (x=8, y=4): nearest-neighbour repeat, cropped.
-    out, valid = apply_jitter(sample, JitterParams(2.0, 8.0, 4.0, False), 16)
+    out = apply_jitter(sample, JitterParams(False, 32, 32, 4, 8), 16)
     big = sample.masks.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, 4:20, 8:24]
     assert out.labels.tolist() == [5, 6, 7]
     assert torch.equal(out.masks, big)
-    # Downscale x0.5 into a 16 square: the bottom/right is padding (valid False, masks empty).
-    out, valid = apply_jitter(sample, JitterParams(0.5, 0.0, 0.0, False), 16)
-    assert valid[:8, :8].all() and not valid[8:].any() and not valid[:, 8:].any()
-    assert not out.masks[:, 8:].any() and out.masks[:, :8, :8].sum() == 64
+
+
+def test_padding_is_128_and_negative_for_every_mask():
+    # Official FixedSizeCrop pads the image with 128 at the bottom/right; the padded pixels are
+    # in no mask and not ignored (the model learns them as background).
+    sample = _coded_sample()
+    out = apply_jitter(sample, JitterParams(False, 8, 8, 0, 0), 16)
+    assert (out.image[:, 8:] == 128).all() and (out.image[:, :, 8:] == 128).all()
+    assert not out.masks[:, 8:].any() and not out.masks[:, :, 8:].any()
+    assert out.masks[:, :8, :8].sum() == 64
+    assert not out.ignore.any()
+    dataset = JitteredDataset([sample], JitterConfig(size=32, min_scale=0.3, max_scale=0.6), 0)
+    assert not dataset[0].ignore.any() and (dataset[0].image[:, -1] == 128).all()
+
+
+def test_flip_comes_before_the_crop_so_padding_stays_bottom_right():
+    sample = _coded_sample()
+    out = apply_jitter(sample, JitterParams(True, 8, 8, 0, 0), 16)
+    assert (out.image[:, :, 8:] == 128).all()  # right side padded, flipped or not
+    # Mask 0 (left half of the source) is on the right of the flipped 8-px picture.
+    assert out.masks[0, :8, 4:8].all() and not out.masks[0, :, :4].any()
+
+
+def test_segments_cropped_away_stay_as_empty_targets():
+    # Official mapper: no filter_empty_instances; a segment outside the crop is an all-False
+    # mask with its class (the query matched to it learns "no pixels").
+    sample = _coded_sample()
+    out = apply_jitter(sample, JitterParams(False, 32, 32, 0, 0), 16)  # top-left quarter
+    assert out.labels.tolist() == [5, 6, 7]
+    assert out.masks[0].all() and not out.masks[1].any() and not out.masks[2].any()
+
+
+def test_image_resize_is_pillows_antialiased_bilinear():
+    # A 1-pixel checkerboard shrunk 3x: antialiased bilinear averages it to mid grey
+    # everywhere; a point-sampled (aliased) resize hits pixel centers: black or white.
+    board = ((np.indices((33, 33)).sum(0) % 2) * 255).astype(np.uint8)
+    image = torch.from_numpy(np.stack([board] * 3))
+    sample = Sample(
+        image,
+        torch.zeros((0, 33, 33), dtype=torch.bool),
+        torch.zeros(0).long(),
+        torch.zeros(33, 33, dtype=torch.bool),
+        0,
+    )
+    out = apply_jitter(sample, JitterParams(False, 11, 11, 0, 0), 11)
+    assert ((out.image > 100) & (out.image < 156)).all()
+    # Exactly detectron2's ResizeTransform on a natural-ish image (Pillow BILINEAR).
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    sample = Sample(
+        torch.from_numpy(picture).permute(2, 0, 1),
+        torch.zeros((0, 40, 30), dtype=torch.bool),
+        torch.zeros(0).long(),
+        torch.zeros(40, 30, dtype=torch.bool),
+        0,
+    )
+    out = apply_jitter(sample, JitterParams(False, 17, 13, 0, 0), 24)
+    expected = np.array(Image.fromarray(picture).resize((13, 17), Image.Resampling.BILINEAR))
+    assert torch.equal(out.image[:, :17, :13], torch.from_numpy(expected).permute(2, 0, 1))
+
+
+def test_draw_jitter_as_resize_scale_and_fixed_size_crop():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        p = draw_jitter(480, 640, 64, 0.1, 2.0, 0.5, generator)
+        # ResizeScale: the long side fits scale * 64 (aspect kept up to rounding each side).
+        assert abs(p.width * 480 - p.height * 640) <= 0.5 * 480 + 0.5 * 640
+        assert 0.1 * 64 - 0.5 <= p.width <= 2.0 * 64 + 0.5
+        assert 0 <= p.offset_y <= max(p.height - 64, 0)
+        assert 0 <= p.offset_x <= max(p.width - 64, 0)
+        if p.height > 64:
+            # FixedSizeCrop draws one number for both axes.
+            share_y = p.offset_y / (p.height - 64)
+            share_x = p.offset_x / (p.width - 64)
+            assert abs(share_y - share_x) < 1.0 / (p.height - 64) + 1e-9
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -131,6 +230,7 @@ def test_jitter_keeps_image_and_masks_aligned(seed):
     dataset = JitteredDataset([sample], JitterConfig(size=24, min_scale=0.3, max_scale=2.0), seed)
     out = dataset[0]
     assert out.image.shape == (3, 24, 24) and out.masks.shape[1:] == (24, 24)
+    assert out.labels.tolist() == [5, 6, 7]  # every segment stays a target
     for mask, label in zip(out.masks, out.labels, strict=True):
         channel = int(label) - 5
         # Inside a mask (away from its border) the image shows that mask's color channel.
@@ -138,7 +238,7 @@ def test_jitter_keeps_image_and_masks_aligned(seed):
         inner[1:-1, 1:-1] = mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
         inner[0], inner[-1], inner[:, 0], inner[:, -1] = False, False, False, False
         assert (out.image[channel][inner] == 200).all()
-    assert not (out.masks.any(0) & out.ignore).any()  # padding is never inside a mask
+    assert not out.ignore.any()
     # Deterministic per (seed, epoch, index).
     again = dataset[0]
     assert torch.equal(again.image, out.image) and torch.equal(again.masks, out.masks)

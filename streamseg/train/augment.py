@@ -1,33 +1,45 @@
-"""Large-scale jitter (Ghiasi et al., "Simple Copy-Paste", CVPR 2021), as Mask2Former/FC-CLIP
-train COCO: resize by a random scale of the target square (aspect kept), random crop or zero-pad
-to the fixed square, random horizontal flip. Image and masks move together.
+"""Large-scale jitter (Ghiasi et al., "Simple Copy-Paste", CVPR 2021) exactly as the official
+FC-CLIP / Mask2Former COCO panoptic mapper builds it from detectron2 augmentations, in order:
 
-The three steps are one affine map, applied with kornia's `warp_affine` to the image (bilinear)
-and to the segment-index map (nearest; float32 keeps integer ids exact below 2^24). Pixels
-outside the source image come out 0, so a warped validity channel marks the padding (kornia
-does not know an ignore value). Parameters are drawn from an explicit `torch.Generator`, so a
-sample's augmentation depends only on (seed, epoch, index), not on DataLoader workers.
+1. `RandomFlip`: horizontal flip of the source picture.
+2. `ResizeScale`: resize (aspect kept) to fit the target square times scale ~ U(min, max);
+   the picture with Pillow's BILINEAR (antialiased when shrinking), the segments with NEAREST.
+3. `FixedSizeCrop(pad=True, pad_value=128)`: a random crop where the picture is larger than the
+   square (one uniform draw for both axes), then padding at the bottom/right where it is
+   smaller: 128 in the picture, no segment in the targets.
+
+What reaches the loss is then the official one: padded pixels are negative for every mask (the
+padding is not ignored), and a segment cropped away stays a target with an empty mask (the
+mapper keeps every non-crowd segment; there is no `filter_empty_instances`). docs/TRAINING.md
+has the comparison point by point.
+
+Parameters come from an explicit `torch.Generator`, so a sample's augmentation depends only on
+(seed, epoch, index), not on DataLoader workers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from streamseg.train.data import Sample
 
+PAD_VALUE = 128  # detectron2 FixedSizeCrop's pad_value for the picture
+
 
 @dataclass(frozen=True)
 class JitterParams:
-    """One draw: scale factor of the source image, crop offset (x, y) in the resized image
-    (negative = pad on that side), flip."""
+    """One draw: flip, the resized picture's size, and the crop offset in it (0 on an axis
+    where the resized picture is not larger than the square)."""
 
-    factor: float
-    offset_x: float
-    offset_y: float
     flip: bool
+    height: int
+    width: int
+    offset_y: int
+    offset_x: int
 
 
 def draw_jitter(
@@ -39,74 +51,85 @@ def draw_jitter(
     flip_prob: float,
     generator: torch.Generator,
 ) -> JitterParams:
-    """detectron2 `ResizeScale` + `FixedSizeCrop` + `RandomFlip` parameters.
+    """detectron2 `RandomFlip` + `ResizeScale` + `FixedSizeCrop` parameters for a source of
+    (height, width) and a (size, size) output.
 
-    factor = scale * min(size / height, size / width) with scale ~ U(min_scale, max_scale);
-    the crop offset is uniform over the positions where the crop fits, 0 where it does not
-    (then the image is padded at the bottom/right).
+    factor = min(size * scale / height, size * scale / width), scale ~ U(min_scale, max_scale);
+    resized size = round(side * factor); crop offset = round(max(resized - size, 0) * u) with
+    one u ~ U(0, 1) for both axes, as FixedSizeCrop draws it.
     """
-    draw = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
-    scale = min_scale + (max_scale - min_scale) * draw[0]
-    factor = scale * min(size / height, size / width)
-    new_h, new_w = round(height * factor), round(width * factor)
-    offset_y = float(int(draw[1] * (max(new_h - size, 0) + 1)))
-    offset_x = float(int(draw[2] * (max(new_w - size, 0) + 1)))
+    flip_draw, scale_draw, crop_draw = torch.rand(
+        3, generator=generator, dtype=torch.float64
+    ).tolist()
+    scale = min_scale + (max_scale - min_scale) * scale_draw
+    factor = min(size * scale / height, size * scale / width)
+    # max(1, ...): an extreme aspect ratio at a small scale must not round a side to 0.
+    new_h, new_w = max(1, round(height * factor)), max(1, round(width * factor))
     return JitterParams(
-        factor=factor, offset_x=offset_x, offset_y=offset_y, flip=draw[3] < flip_prob
+        flip=flip_draw < flip_prob,
+        height=new_h,
+        width=new_w,
+        offset_y=round(max(new_h - size, 0) * crop_draw),
+        offset_x=round(max(new_w - size, 0) * crop_draw),
     )
 
 
-def jitter_matrix(params: JitterParams, size: int) -> Tensor:
-    """(1, 2, 3) affine map from source pixel coordinates to output pixel coordinates."""
-    f = params.factor
-    # Pixel centers: x_out + 0.5 = f (x_in + 0.5) - offset.
-    shift = 0.5 * f - 0.5
-    matrix = torch.tensor(
-        [[f, 0.0, shift - params.offset_x], [0.0, f, shift - params.offset_y]], dtype=torch.float32
-    )
-    if params.flip:
-        matrix = torch.tensor([[-1.0, 0.0, size - 1.0], [0.0, 1.0, 0.0]]) @ torch.cat(
-            [matrix, torch.tensor([[0.0, 0.0, 1.0]])]
-        )
-    return matrix[None]
+def segment_index_map(masks: Tensor) -> np.ndarray:
+    """(N, H, W) bool disjoint masks -> (H, W) int32: k + 1 inside mask k, 0 elsewhere (on an
+    overlap the later mask wins; panoptic masks do not overlap)."""
+    index = np.zeros(masks.shape[1:], dtype=np.int32)
+    for k, mask in enumerate(masks.numpy()):
+        index[mask] = k + 1
+    return index
 
 
-def apply_jitter(sample: Sample, params: JitterParams, size: int) -> tuple[Sample, Tensor]:
-    """Warp a sample to the (size, size) square.
+def apply_jitter(sample: Sample, params: JitterParams, size: int) -> Sample:
+    """Flip, resize, crop and pad a sample to the (size, size) square.
 
     Returns:
-        the new Sample (image (3, size, size) uint8, masks of the segments still visible,
-        ignore = crowd pixels), and valid (size, size) bool: pixels that came from the image.
+        the new Sample: image (3, size, size) uint8, padding 128; masks (N, size, size) for
+        every input segment, in order (empty where cropped away); the same labels; ignore
+        moved along (padding is not ignored).
     """
-    from kornia.geometry.transform import warp_affine
+    from PIL import Image
 
-    matrix = jitter_matrix(params, size)
-    _, height, width = sample.image.shape
-    image = warp_affine(
-        sample.image[None].float(), matrix, (size, size), mode="bilinear", align_corners=True
+    image = sample.image.permute(1, 2, 0).numpy()
+    index = segment_index_map(sample.masks)
+    # The official datasets mark no ignore pixels; one given by another dataset moves along.
+    ignore = sample.ignore.numpy().astype(np.uint8)
+    if params.flip:
+        image, index, ignore = image[:, ::-1], index[:, ::-1], ignore[:, ::-1]
+    new_size = (params.width, params.height)
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize(
+        new_size, Image.Resampling.BILINEAR
     )
-    # Channel 0: segment index + 1 (0 = none), channel 1: crowd, channel 2: validity.
-    index = torch.zeros((height, width), dtype=torch.float32)
-    for k in range(sample.masks.shape[0]):
-        index[sample.masks[k]] = float(k + 1)
-    stack = torch.stack([index, sample.ignore.float(), torch.ones((height, width))])[None]
-    warped = warp_affine(stack, matrix, (size, size), mode="nearest", align_corners=True)[0]
-    index_out = warped[0].round().long()
-    present = torch.unique(index_out)
-    keep = [int(k) - 1 for k in present.tolist() if k > 0]
-    masks = (
-        torch.stack([index_out == k + 1 for k in keep])
-        if keep
-        else torch.zeros((0, size, size), dtype=torch.bool)
+    # Mode "I" (int32) keeps the segment indices; NEAREST never mixes them.
+    resized_index = Image.fromarray(np.ascontiguousarray(index)).resize(
+        new_size, Image.Resampling.NEAREST
     )
-    out = Sample(
-        image=image[0].round().clamp(0, 255).to(torch.uint8),
+    resized_ignore = Image.fromarray(np.ascontiguousarray(ignore)).resize(
+        new_size, Image.Resampling.NEAREST
+    )
+    y, x = params.offset_y, params.offset_x
+    crop = np.asarray(resized)[y : y + size, x : x + size]
+    crop_index = np.asarray(resized_index)[y : y + size, x : x + size]
+    out_image = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    out_image[: crop.shape[0], : crop.shape[1]] = crop
+    out_index = np.zeros((size, size), dtype=np.int64)
+    out_index[: crop.shape[0], : crop.shape[1]] = crop_index
+    out_ignore = np.zeros((size, size), dtype=bool)
+    out_ignore[: crop.shape[0], : crop.shape[1]] = (
+        np.asarray(resized_ignore)[y : y + size, x : x + size] > 0
+    )
+    count = sample.masks.shape[0]
+    masks = torch.from_numpy(out_index)[None] == torch.arange(1, count + 1)[:, None, None]
+    return Sample(
+        image=torch.from_numpy(out_image).permute(2, 0, 1).contiguous(),
         masks=masks,
-        labels=sample.labels[keep] if keep else sample.labels[:0],
-        ignore=warped[1] > 0.5,
+        labels=sample.labels.clone(),
+        ignore=torch.from_numpy(out_ignore),
         image_id=sample.image_id,
     )
-    return out, warped[2] > 0.5
 
 
 @dataclass(frozen=True)
@@ -121,7 +144,7 @@ class JitterConfig:
 
 class JitteredDataset(torch.utils.data.Dataset):
     """Wrap a dataset with large-scale jitter; item i of epoch e is the same for any worker
-    count (its generator is seeded from (seed, epoch, i)). Padding joins the ignore region."""
+    count (its generator is seeded from (seed, epoch, i))."""
 
     def __init__(self, dataset: torch.utils.data.Dataset, config: JitterConfig, seed: int) -> None:
         self.dataset = dataset
@@ -145,11 +168,4 @@ class JitteredDataset(torch.utils.data.Dataset):
         params = draw_jitter(
             height, width, c.size, c.min_scale, c.max_scale, c.flip_prob, generator
         )
-        out, valid = apply_jitter(sample, params, c.size)
-        return Sample(
-            image=out.image,
-            masks=out.masks,
-            labels=out.labels,
-            ignore=out.ignore | ~valid,
-            image_id=out.image_id,
-        )
+        return apply_jitter(sample, params, c.size)

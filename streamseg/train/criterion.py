@@ -3,8 +3,9 @@
 no-object class down-weighted, and mask BCE + dice on matched pairs, both on points chosen by
 uncertainty-based importance sampling; the same on every auxiliary (earlier-layer) prediction.
 
-Departure from the official code, asked by the project: crowd (and padding) pixels are ignored
-(their points weigh 0); without an ignore region the values equal the official ones.
+The datasets now give no ignore region (crowd segments and padding are background, as the
+official mapper makes them: docs/TRAINING.md), so the values equal the official ones; an
+ignore mask, if a caller passes one, still gives its points weight 0.
 """
 
 from __future__ import annotations

@@ -3,8 +3,11 @@
 Any dataset in that format works (COCO, ADE20K panoptic, Cityscapes converted, the shapes world).
 Segment ids are decoded from the PNG's RGB (id = R + 256 G + 256^2 B, COCO panopticapi
 `rgb2id`). Categories get contiguous training ids in the order of the JSON's `categories` list
-(after an optional subset: training on seen classes only). Crowd segments become an ignore
-region. Everything a user can get wrong is checked when the dataset is built, before training.
+(after an optional subset: training on seen classes only). Targets are the official mapper's
+(FC-CLIP / Mask2Former `COCOPanopticNewBaselineDatasetMapper`): one mask per non-crowd segment of
+`segments_info`, even one with no pixels; crowd segments are left out, so their pixels are
+negative for every mask, like VOID pixels. Everything a user can get wrong is checked when
+the dataset is built, before training.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ class Category:
 class Sample:
     """One training image and its targets.
 
-    image: (3, H, W) uint8 RGB; masks: (N, H, W) bool, one per non-crowd segment;
-    labels: (N,) long training ids; ignore: (H, W) bool crowd pixels (no loss there);
-    image_id: the dataset's image id.
+    image: (3, H, W) uint8 RGB; masks: (N, H, W) bool, one per non-crowd segment (may be
+    empty); labels: (N,) long training ids; ignore: (H, W) bool pixels without loss (the
+    official data path has none: crowd and padding are negatives, so datasets here leave it
+    all False); image_id: the dataset's image id.
     """
 
     image: Tensor
@@ -91,7 +95,8 @@ class PanopticDataset(torch.utils.data.Dataset):
         panoptic_root: folder of the panoptic PNGs (`annotations[i].file_name`).
         keep_categories: train on these category names only (others' segments are removed,
             they become background), empty = all.
-        min_area: drop segments smaller than this many pixels (after decoding).
+        min_area: drop segments smaller than this many pixels (after decoding); 0 = keep every
+            segment, as officially.
 
     Raises:
         UserError: empty dataset, missing image/PNG files, unknown category ids.
@@ -104,7 +109,7 @@ class PanopticDataset(torch.utils.data.Dataset):
         image_root: str | Path,
         panoptic_root: str | Path,
         keep_categories: tuple[str, ...] = (),
-        min_area: int = 1,
+        min_area: int = 0,
     ) -> None:
         json_path = Path(json_path)
         self.image_root = Path(image_root)
@@ -153,13 +158,14 @@ class PanopticDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> Sample:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         record = self.records[index]
+        # Upright by the EXIF orientation, as detectron2's read_image gives both files.
         with Image.open(record["image"]) as picture:
-            image = np.asarray(picture.convert("RGB"))
+            image = np.asarray(ImageOps.exif_transpose(picture).convert("RGB"))
         with Image.open(record["png"]) as png:
-            ids = rgb_to_id(np.asarray(png.convert("RGB")))
+            ids = rgb_to_id(np.asarray(ImageOps.exif_transpose(png).convert("RGB")))
         if ids.shape != image.shape[:2]:
             raise UserError(
                 f"{record['png']}: size {ids.shape} differs from its image {image.shape[:2]}"
@@ -172,12 +178,10 @@ class PanopticDataset(torch.utils.data.Dataset):
         """Binary masks + training ids from an id map and its segments_info."""
         height, width = ids.shape
         masks, labels = [], []
-        ignore = np.zeros((height, width), dtype=bool)
         for segment in segments:
-            region = ids == int(segment["id"])
             if segment.get("iscrowd", 0):
-                ignore |= region
                 continue
+            region = ids == int(segment["id"])
             train_id = self._train_id.get(int(segment["category_id"]))
             if train_id is None or int(region.sum()) < self.min_area:
                 continue
@@ -192,7 +196,7 @@ class PanopticDataset(torch.utils.data.Dataset):
             image=torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1).contiguous(),
             masks=mask_tensor,
             labels=torch.tensor(labels, dtype=torch.long),
-            ignore=torch.from_numpy(ignore),
+            ignore=torch.zeros((height, width), dtype=torch.bool),
             image_id=record["image_id"],
         )
 
