@@ -183,8 +183,8 @@ def _export_png(prediction: Any, out: Path) -> int:
     (out / "labels").mkdir(exist_ok=True)
     reader = prediction.reader
     seen: dict[int, int] = {}
-    for t in range(len(prediction)):
-        labels = reader.labels(t)
+    # A storage file of frames at a time (bounded memory, one decode per shard).
+    for t, labels in enumerate(reader.iter_labels()):
         if labels.size and (labels.min() < 0 or labels.max() > 256**3 - 1):
             raise UserError(f"{reader.path}: track ids outside 0..2^24-1 do not fit a PNG")
         _save_png(labels, out / "labels" / f"{t:06d}.png")

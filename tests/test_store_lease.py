@@ -19,7 +19,7 @@ from streamseg.cli import main
 from streamseg.commands.run import FACTORY_ENV
 from streamseg.errors import UserError
 from streamseg.video.store import LabelStore, open_store
-from streamseg.video.store_lease import LEASE_FILE, read_lease
+from streamseg.video.store_lease import LEASE_FILE, process_start, read_lease
 
 SIZE = (6, 8)
 
@@ -49,9 +49,16 @@ def _dead_pid() -> int:
     return process.pid
 
 
-def _lease(store: Path, pid: int, host: str | None = None, expires: float | None = None) -> None:
+def _lease(
+    store: Path,
+    pid: int,
+    host: str | None = None,
+    expires: float | None = None,
+    pid_start: int | None = None,
+) -> None:
     store.mkdir(exist_ok=True)
     data = {
+        "pid_start": pid_start,
         "host": host or socket.gethostname(),
         "pid": pid,
         "started": "2026-12-06T19:00:00Z",
@@ -117,6 +124,61 @@ def test_a_stale_lease_on_this_host_is_taken_over(tmp_path: Path, blobs: Path) -
     assert main(["run", str(blobs), "--out", str(store), "--quiet"]) == 0
     assert open_store(store).status == "done"
     assert not (store / LEASE_FILE).exists()  # released at the end
+
+
+def test_a_reused_pid_does_not_keep_a_lease(tmp_path: Path, live_pid: int) -> None:
+    started = process_start(live_pid)
+    if started is None:
+        pytest.skip("no /proc: a pid's start time is unknown here")
+    store = tmp_path / "s.zarr"
+    _unfinished(store)
+    # the holder was live_pid's number, but a process that started at another time
+    _lease(store, live_pid, pid_start=started - 1)
+    writer = _open(store)  # taken over: the process with that pid is not the holder
+    assert read_lease(store).pid == os.getpid()
+    writer.close()
+    # the same process (same start time) keeps it
+    _lease(store, live_pid, pid_start=started)
+    with pytest.raises(UserError, match=f"in use by pid {live_pid}"):
+        _open(store)
+
+
+def test_the_lease_records_the_holders_start_time(tmp_path: Path) -> None:
+    writer = _open(tmp_path / "s.zarr")
+    assert read_lease(tmp_path / "s.zarr").pid_start == process_start(os.getpid())
+    writer.close()
+
+
+def test_a_run_that_fails_gives_the_lease_back_at_once(
+    tmp_path: Path, blobs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at process exit: a library caller (the app, a batch worker) lives on, and another
+    process must be able to resume the store meanwhile."""
+    from fake_segmenter import make_fake
+
+    from streamseg.config import ModelSettings, RunConfig
+    from streamseg.video import store_lease
+    from streamseg.video.pipeline import run_video
+
+    store = tmp_path / "s.zarr"
+    segmenter = make_fake()
+    calls = {"n": 0}
+    original = segmenter.segment
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("model failed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(segmenter, "segment", failing)
+    with pytest.raises(RuntimeError, match="model failed"):
+        run_video(
+            blobs, store, config=RunConfig(model=ModelSettings(batch_size=1)), segmenter=segmenter
+        )
+    assert calls["n"] == 3 and (store / "progress.json").is_file()
+    assert not (store / LEASE_FILE).exists()
+    assert store not in store_lease._HELD.values()  # nothing left for the exit hook
 
 
 def test_another_hosts_lease_is_taken_over_only_after_its_expiry(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def _stitched_metadata(
     # What LabelStore.open / finish write themselves.
     for key in (
         "schema_version",
+        "pyramid_levels",
         "identity",
         "label_size",
         "status",

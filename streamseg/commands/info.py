@@ -43,6 +43,7 @@ def store_summary(path: str) -> dict[str, object]:
     return {
         "store": str(path),
         "status": reader.status,
+        "schema": reader.schema,
         "frames": reader.num_frames,
         "label_size": list(reader.label_size),
         "time_range": [float(times[0]), float(times[-1])] if len(times) else None,
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     height, width = summary["label_size"]  # type: ignore[misc]
     print(f"{summary['store']}: {summary['status']}")
+    print(f"  schema:   {summary['schema']}")
     print(f"  source:   {summary['source']}")
     print(f"  model:    {summary['model']}")
     span = summary["time_range"]

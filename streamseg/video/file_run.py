@@ -204,14 +204,14 @@ def run_file(
             if sent_state is not None:
                 commit = Commit(sent_state.to_json(), _decode_facts(stats))
                 writer.put(StoreBlock.empty(label_size, commit))
-            writer.close()
+            writer.abort()  # and the lease given back now
         if overlay_writer is not None:
             with contextlib.suppress(BaseException):
                 overlay_writer.close()
         raise
     except BaseException:
         with contextlib.suppress(BaseException):
-            writer.close()
+            writer.abort()  # and the lease given back now
         if overlay_writer is not None:
             with contextlib.suppress(BaseException):
                 overlay_writer.close()

@@ -1,13 +1,17 @@
 """The label store: one Zarr v3 group per video (schema in docs/FORMATS.md).
 
 ```
-out.zarr/
-  zarr.json        attrs["streamseg"]: schema, source, model, vocabulary, settings, status
+out.zarr/          schema 2 (schema 1, still read: no time, pyramid, ome; tables by "row")
+  zarr.json        attrs["streamseg"]: schema, source, model, vocabulary, settings, status;
+                   attrs["ome"]: OME-Zarr 0.5 label image (store_ome.py); consolidated metadata
   progress.json    the commit record: frames and segments committed, tracker state
-  labels           int32 [T, H, W], chunks (1, H, W), zstd; track id per pixel, 0 = none
-  frames/<col>     1-D columns [T]: index, pts, time, keyframe, corrupt, segment_start, ...
-  segments/<col>   1-D columns [N]: frame, track_id, class_id, score, area, bbox_*, is_thing
-  tracks/<col>     1-D columns [M]: track_id, class_id, is_thing, first_frame, ... (at finish)
+  lease.json       the writer's lease while one writes (store_lease.py)
+  labels           int32 [t, y, x], chunks (1, H, W), zstd; track id per pixel, 0 = none
+  time             float64 [t]: seconds of each frame (xarray's coordinate of labels)
+  pyramid/<k>      int32 [t, y, x]: labels at 1/2^k size (nearest), k = 1 .. pyramid_levels
+  frames/<col>     1-D columns [t]: index, pts, time, keyframe, corrupt, segment_start, ...
+  segments/<col>   1-D columns [segment]: frame, track_id, class_id, score, area, bbox_*, ...
+  tracks/<col>     1-D columns [track]: track_id, class_id, is_thing, first_frame, ... (finish)
 ```
 
 Commit protocol (why resume is exact): `write_block` writes a block of whole frames (the
@@ -16,12 +20,14 @@ pipeline's batch) into the arrays, then replaces `progress.json` atomically (tem
 Arrays may hold more than that after a crash (zarr grows the shape first; a SIGKILL mid-block
 leaves rows that were never committed): only `progress.json` is trusted. Resuming truncates
 every array to the committed counts and continues from there; readers never look past them.
+The root zarr.json (attributes and consolidated metadata, store_root.py) is rewritten after
+each commit record with the committed shapes.
 
 Damage (a deleted progress.json, a missing or truncated chunk file): zarr reads a missing chunk
 as zeros, so opening a store, to read or to resume it, checks the commit record against the
 arrays and the files that the committed rows need (store_commit.py), and a chunk that cannot
 be decoded is named in the error; `streamseg info --check` reads everything (store_check.py).
-The schema's names live in store_schema.py.
+The schema's names live in store_schema.py; the reader is store_reader.py.
 
 Writers: one at a time, holding the store's lease (store_lease.py), checked at every commit.
 Durability: a commit fsyncs the files its rows were written to (and their folders) before it
@@ -34,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,28 +50,37 @@ from streamseg.errors import UserError
 from streamseg.video.store_commit import (
     intact_commit,
     load_progress,
-    read_rows,
-    store_problems,
+    replace_file,
     sync_dir,
     sync_files,
-    undecodable_tables,
     written_files,
 )
 from streamseg.video.store_damage import DamagedStore
 from streamseg.video.store_lease import LEASE_FILE, Lease, acquire, check_free, check_held, renew
 from streamseg.video.store_lease import release as release_lease
+from streamseg.video.store_ome import OME_KEY, ome_attributes
+from streamseg.video.store_reader import StoreReader, open_store
+from streamseg.video.store_root import group_metadata, read_member_metadata, write_root
 from streamseg.video.store_schema import (
     ATTRS_KEY,
     EMPTY_CHUNKS_KEY,
     FRAME_COLUMNS,
     PROGRESS_FILE,
+    PYRAMID_GROUP,
+    READABLE_SCHEMAS,
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
+    TABLE_DIMS,
+    TIME_ARRAY,
     TRACK_COLUMNS,
     Progress,
+    frame_arrays,
     is_store,
+    pyramid_sizes,
     read_progress,
+    schema_of,
 )
+from streamseg.video.store_tracks import summarize_tracks
 
 # The schema's names are part of this module's interface (older imports, other tools).
 __all__ = [
@@ -110,27 +125,31 @@ def store_status(path: str | Path) -> int | None:
     return int(progress.frames)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    sync_dir(path.parent)  # the rename itself is durable only once its folder is synced
-
-
 class LabelStore:
     """Writer of one store. Open with `LabelStore.open(...)`, then `write_block` per batch of
     frames and `finish()`; `committed_frames` tells where a resumed run continues."""
 
     def __init__(
-        self, path: Path, group: Any, progress: Progress, done: bool, lease: Lease | None = None
+        self,
+        path: Path,
+        group: Any,
+        meta: dict[str, Any],
+        progress: Progress,
+        done: bool,
+        lease: Lease | None = None,
     ) -> None:
         self.path = path
         self._group = group
+        # The `streamseg` attributes, kept here: the root zarr.json is written whole by
+        # `_write_root` (attributes and consolidated metadata together).
+        self._meta = meta
         self.progress = progress
         self.done = done
+        # Rows of the tracks table (written by `finish`).
+        self._tracks = int(meta.get("tracks", 0)) if meta.get("status") == "done" else 0
+        # Members' metadata documents, for the consolidated copy (read once: only the shapes
+        # change, and those come from the counts).
+        self._members: dict[str, dict[str, Any]] | None = None
         # Rows appended so far (frames, segments): committed ones plus pending ones.
         self._written = (progress.frames, progress.segments)
         # Array handles, opened once: opening one from the group reads its metadata from disk
@@ -254,28 +273,32 @@ class LabelStore:
             **json.loads(json.dumps(dict(attrs))),
             "identity": identity,
             "label_size": list(label_size),
+            "pyramid_levels": len(pyramid_sizes(label_size)),
             "status": "running",
             EMPTY_CHUNKS_KEY: True,
         }
-        group.attrs[ATTRS_KEY] = meta
+        progress = Progress()
+        store = cls(path, group, meta, progress, done=False, lease=lease)
+        store._write_root()
         # The metadata files first, durable, then the first commit record (and the store's
         # own name in its parent folder).
         sync_files(path, [str(f.relative_to(path)) for f in path.rglob("zarr.json")])
         sync_dir(path.parent)
-        progress = Progress()
-        _atomic_write(path / PROGRESS_FILE, progress.to_json())
-        return cls(path, group, progress, done=False, lease=lease)
+        replace_file(path / PROGRESS_FILE, progress.to_json())
+        return store
 
     @classmethod
     def _reopen(cls, path: Path, identity: dict[str, Any], label_size: tuple[int, int]):
         import zarr
 
-        group = zarr.open_group(str(path), mode="r+")
+        # The members' own metadata, not the consolidated copy (it lags the commit record).
+        group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
         meta = dict(group.attrs[ATTRS_KEY])
-        if meta.get("schema_version") != SCHEMA_VERSION:
+        if schema_of(meta) not in READABLE_SCHEMAS:
             raise UserError(
-                f"{path}: store schema {meta.get('schema_version')} is not {SCHEMA_VERSION}; "
-                "use --overwrite or another --out"
+                f"{path}: store schema {schema_of(meta)} is unknown to this streamseg "
+                f"(it reads {', '.join(map(str, READABLE_SCHEMAS))}); use --overwrite or "
+                "another --out"
             )
         old = meta.get("identity", {})
         if old != identity:
@@ -288,25 +311,31 @@ class LabelStore:
                 "use --overwrite to replace it or choose another --out"
             )
         if meta.get("status") == "done":
-            return cls(path, group, intact_commit(path, group, meta), done=True)
+            return cls(path, group, meta, intact_commit(path, group, meta), done=True)
+        if schema_of(meta) != SCHEMA_VERSION:
+            raise UserError(
+                f"{path}: an unfinished store of schema {schema_of(meta)} cannot be resumed "
+                f"by this streamseg (it writes schema {SCHEMA_VERSION}); use --overwrite or "
+                "another --out"
+            )
         # Checked before the lease is taken: a refused resume changes no file.
         check_free(path)
         checked = intact_commit(path, group, meta)
         lease = acquire(path)
         try:
             # Read again under the lease: another writer may have committed in between.
-            group = zarr.open_group(str(path), mode="r+")
+            group = zarr.open_group(str(path), mode="r+", use_consolidated=False)
             meta = dict(group.attrs[ATTRS_KEY])
             progress = checked
             if load_progress(path, meta) != checked or meta.get("status") == "done":
                 progress = intact_commit(path, group, meta)
             if meta.get("status") == "done":
                 release_lease(path, lease.token)
-                return cls(path, group, progress, done=True)
-            store = cls(path, group, progress, done=False, lease=lease)
-            store._truncate()
+                return cls(path, group, meta, progress, done=True)
             meta["status"] = "running"
-            group.attrs[ATTRS_KEY] = meta
+            store = cls(path, group, meta, progress, done=False, lease=lease)
+            store._truncate()
+            store._write_root()
         except BaseException:
             release_lease(path, lease.token)
             raise
@@ -317,7 +346,7 @@ class LabelStore:
         for partial in self.path.rglob("*.partial"):
             partial.unlink(missing_ok=True)
         frames, segments = self.progress.frames, self.progress.segments
-        sizes = {"labels": frames, **{f"frames/{c}": frames for c in FRAME_COLUMNS}}
+        sizes = {name: frames for name in frame_arrays(self._meta)}
         sizes.update({f"segments/{c}": segments for c in SEGMENT_COLUMNS})
         for name, rows in sizes.items():
             array = self._array(name)
@@ -331,12 +360,43 @@ class LabelStore:
 
     @property
     def attrs(self) -> dict[str, Any]:
-        return dict(self._group.attrs[ATTRS_KEY])
+        return json.loads(json.dumps(self._meta))
 
     def update_attrs(self, **values: Any) -> None:
-        meta = dict(self._group.attrs[ATTRS_KEY])
-        meta.update(json.loads(json.dumps(values)))
-        self._group.attrs[ATTRS_KEY] = meta
+        self._meta.update(json.loads(json.dumps(values)))
+        self._write_root()
+
+    def _member_names(self) -> list[str]:
+        """Every group and array under the root (what the consolidated metadata lists)."""
+        groups = list(TABLE_DIMS)
+        if int(self._meta.get("pyramid_levels", 0)):
+            groups.append(PYRAMID_GROUP)
+        arrays = [*frame_arrays(self._meta), *(f"segments/{c}" for c in SEGMENT_COLUMNS)]
+        return groups + arrays + [f"tracks/{c}" for c in TRACK_COLUMNS]
+
+    def _write_root(self, tracks: Mapping[str, np.ndarray] | None = None) -> None:
+        """Rewrite the root zarr.json: the attributes (streamseg's and OME's) and the
+        consolidated metadata at the committed counts (store_root.py)."""
+        if self._members is None:
+            self._members = {
+                name: group_metadata()
+                if name in (*TABLE_DIMS, PYRAMID_GROUP)
+                else read_member_metadata(self.path, name)
+                for name in self._member_names()
+            }
+        rows = {name: self.progress.frames for name in frame_arrays(self._meta)}
+        rows.update({f"segments/{c}": self.progress.segments for c in SEGMENT_COLUMNS})
+        rows.update({f"tracks/{c}": self._tracks for c in TRACK_COLUMNS})
+        source = self._meta.get("source", {})
+        name = source.get("path") if isinstance(source, dict) else None
+        ome = ome_attributes(
+            int(self._meta.get("pyramid_levels", 0)),
+            Path(str(name)).name if name else self.path.stem,
+            tracks,
+            self._meta.get("vocabulary", {}).get("names", []),
+        )
+        attributes = {ATTRS_KEY: self._meta, OME_KEY: ome}
+        write_root(self.path, attributes, self._members, rows)
 
     def write_block(
         self,
@@ -367,9 +427,14 @@ class LabelStore:
         counts = np.bincount(local, minlength=n).astype(np.int32) if m else np.zeros(n, np.int32)
         starts = (s0 + np.cumsum(counts) - counts).astype(np.int64)
         frame_rows = {**frames, "segment_start": starts, "segment_count": counts}
-        self._append("labels", t0, np.asarray(labels, np.int32))
+        labels = np.asarray(labels, np.int32)
+        self._append("labels", t0, labels)
+        for level in range(1, int(self._meta.get("pyramid_levels", 0)) + 1):
+            step = 2**level  # nearest: a track id is never blended with another
+            self._append(f"{PYRAMID_GROUP}/{level}", t0, labels[:, ::step, ::step].copy())
         for name, dtype in FRAME_COLUMNS.items():
             self._append(f"frames/{name}", t0, np.asarray(frame_rows[name], dtype))
+        self._append(TIME_ARRAY, t0, np.asarray(frame_rows["time"], FRAME_COLUMNS["time"]))
         segment_rows = {**segments, "frame": local + t0}
         for name, dtype in SEGMENT_COLUMNS.items():
             self._append(f"segments/{name}", s0, np.asarray(segment_rows[name], dtype))
@@ -402,8 +467,10 @@ class LabelStore:
             frames=frames, segments=segments, tracker=tracker_state, extra=extra or {}
         )
         self._sync()  # the data first: the record must never promise rows not on disk
-        _atomic_write(self.path / PROGRESS_FILE, progress.to_json())
+        replace_file(self.path / PROGRESS_FILE, progress.to_json())
         self.progress = progress
+        # After the record: the consolidated shapes never run ahead of it.
+        self._write_root()
         if self._lease is not None:
             self._lease = renew(self.path, self._lease)
 
@@ -412,8 +479,7 @@ class LabelStore:
         (commit first: uncommitted frames are dropped)."""
         self._truncate()
         self._written = (self.progress.frames, self.progress.segments)
-        reader = StoreReader(self.path)
-        tracks = summarize_tracks(reader.segments)
+        tracks = summarize_tracks(StoreReader(self.path).segments)
         if self._lease is not None:
             check_held(self.path, self._lease)
         for name, dtype in TRACK_COLUMNS.items():
@@ -423,14 +489,16 @@ class LabelStore:
                 array[:] = np.asarray(tracks[name], dtype)
             self._unsynced.add(f"tracks/{name}/zarr.json")
             self._unsynced.update(written_files(array, f"tracks/{name}", 0, len(tracks[name])))
-        self.update_attrs(
-            **attrs,
+        self._tracks = len(tracks["track_id"])
+        self._meta.update(json.loads(json.dumps(attrs)))
+        self._meta.update(
             status="done",
             frames=self.progress.frames,
             segments=self.progress.segments,
-            tracks=len(tracks["track_id"]),
+            tracks=self._tracks,
         )
-        self._sync()
+        self._sync()  # the tracks table first, then the root that calls the store done
+        self._write_root(tracks)
         self.done = True
         self.close()
 
@@ -451,6 +519,28 @@ def _create_arrays(
         fill_value=0,
         compressors=ZstdCodec(level=level),
         dimension_names=("t", "y", "x"),
+        # xarray: `time` (a root array) is a coordinate of the labels.
+        attributes={"coordinates": TIME_ARRAY},
+    )
+    for k, (h, w) in enumerate(pyramid_sizes(label_size), start=1):
+        group.require_group(PYRAMID_GROUP).create_array(
+            str(k),
+            shape=(0, h, w),
+            chunks=(1, h, w),
+            shards=(frames_per_shard, h, w) if frames_per_shard > 0 else None,
+            dtype="int32",
+            fill_value=0,
+            compressors=ZstdCodec(level=level),
+            dimension_names=("t", "y", "x"),
+        )
+    group.create_array(
+        TIME_ARRAY,
+        shape=(0,),
+        chunks=(table_chunk,),
+        dtype=FRAME_COLUMNS["time"],
+        fill_value=0,
+        compressors=ZstdCodec(level=level),
+        dimension_names=("t",),
     )
     for table, columns in (
         ("frames", FRAME_COLUMNS),
@@ -466,7 +556,7 @@ def _create_arrays(
                 dtype=dtype,
                 fill_value=0,
                 compressors=ZstdCodec(level=level),
-                dimension_names=("row",),
+                dimension_names=(TABLE_DIMS[table],),
             )
 
 
@@ -486,167 +576,3 @@ def _append(array: Any, start: int, values: np.ndarray) -> bool:
         array.resize((grown, *array.shape[1:]))
     array[start:stop] = values
     return resized
-
-
-def summarize_tracks(segments: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The tracks table from the segments table (a pure function of it).
-
-    Class = score-weighted vote over the track's segments (ties: lowest class id), as the
-    tracker votes. Returns TRACK_COLUMNS, rows sorted by track id.
-    """
-    track = np.asarray(segments["track_id"], np.int64)
-    if track.size == 0:
-        return {name: np.zeros(0, dtype) for name, dtype in TRACK_COLUMNS.items()}
-    ids, inverse = np.unique(track, return_inverse=True)
-    classes = np.asarray(segments["class_id"], np.int64)
-    # float32 sums in row order, like the tracker's votes
-    scores = np.asarray(segments["score"], np.float32)
-    frame = np.asarray(segments["frame"], np.int64)
-    num_classes = int(classes.max()) + 1
-    votes = np.zeros((ids.size, num_classes), np.float64)
-    np.add.at(votes, (inverse, classes), scores.astype(np.float64))
-    first = np.full(ids.size, np.iinfo(np.int64).max)
-    last = np.full(ids.size, -1)
-    np.minimum.at(first, inverse, frame)
-    np.maximum.at(last, inverse, frame)
-    # a stuff class may give several segments per frame to one track: count frames once
-    unique_pairs = np.unique(np.stack([inverse, frame]), axis=1)
-    frames_per_track = np.bincount(unique_pairs[0], minlength=ids.size)
-    score_sum = np.bincount(inverse, weights=scores.astype(np.float64), minlength=ids.size)
-    rows = np.bincount(inverse, minlength=ids.size)
-    thing = np.zeros(ids.size, np.uint8)
-    thing[inverse] = np.asarray(segments["is_thing"], np.uint8)
-    return {
-        "track_id": ids.astype(np.int32),
-        "class_id": votes.argmax(axis=1).astype(np.int32),
-        "is_thing": thing,
-        "first_frame": first,
-        "last_frame": last,
-        "frames": frames_per_track.astype(np.int64),
-        "score": (score_sum / np.maximum(rows, 1)).astype(np.float32),
-    }
-
-
-class StoreReader:
-    """Read a store back (committed frames only, also while it is being written).
-
-    Attributes:
-        attrs: the `streamseg` attributes (source, model, vocabulary, settings, status).
-        num_frames: committed frames T; labels are (T, H, W).
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        import zarr
-
-        self.path = Path(path)
-        if not self.path.exists():
-            raise UserError(f"{self.path}: no such store")
-        if not is_store(self.path):
-            raise UserError(f"{self.path}: not a streamseg store")
-        self._group = zarr.open_group(str(self.path), mode="r")
-        self.attrs: dict[str, Any] = dict(self._group.attrs[ATTRS_KEY])
-        progress = load_progress(self.path, self.attrs)
-        # Cheap (no chunk decoded): a missing file would otherwise read as zeros, exit 0.
-        problems = store_problems(self.path, self._group, self.attrs, progress)
-        # The tables are small next to the labels: decoded now, so that no command works on
-        # with a damaged one that it happens not to read.
-        problems = problems or undecodable_tables(self.path, self._group, self.attrs, progress)
-        if problems:
-            raise DamagedStore(self.path, problems)
-        self.num_frames = progress.frames
-        self.num_segments = progress.segments
-        self.progress = progress
-
-    @property
-    def status(self) -> str:
-        return str(self.attrs.get("status"))
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.attrs.get("vocabulary", {}).get("names", []))
-
-    @property
-    def label_size(self) -> tuple[int, int]:
-        shape = self._group["labels"].shape
-        return (int(shape[1]), int(shape[2]))
-
-    def __len__(self) -> int:
-        return self.num_frames
-
-    def _rows(self, name: str, start: int, stop: int) -> np.ndarray:
-        """Rows [start, stop) of array `name` (an undecodable chunk is a DamagedStore)."""
-        return read_rows(self.path, self._group, name, start, stop)
-
-    def labels(self, frame: int | slice | None = None) -> np.ndarray:
-        """Label map(s): `labels(t)` (H, W) int32; `labels(slice)` / `labels()` (F, H, W)."""
-        if frame is None:
-            frame = slice(0, self.num_frames)
-        if isinstance(frame, slice):
-            picked = range(*frame.indices(self.num_frames))
-            if not picked:
-                return np.zeros((0, *self.label_size), np.int32)
-            low = min(picked)
-            rows = self._rows("labels", low, max(picked) + 1)
-            return rows if picked.step == 1 else rows[np.asarray(picked) - low]
-        t = int(frame)
-        if t < 0:
-            t += self.num_frames
-        if not 0 <= t < self.num_frames:
-            raise IndexError(f"frame {frame} out of range (0..{self.num_frames - 1})")
-        return self._rows("labels", t, t + 1)[0]
-
-    def iter_labels(self) -> Iterator[np.ndarray]:
-        """Label maps one frame at a time (memory of one frame)."""
-        for t in range(self.num_frames):
-            yield self.labels(t)
-
-    def _table(self, name: str, columns: Mapping[str, str], rows: int) -> dict[str, np.ndarray]:
-        return {col: self._rows(f"{name}/{col}", 0, rows) for col in columns}
-
-    @property
-    def frames(self) -> dict[str, np.ndarray]:
-        """The frames table: column -> (T,) array."""
-        return self._table("frames", FRAME_COLUMNS, self.num_frames)
-
-    @property
-    def segments(self) -> dict[str, np.ndarray]:
-        """The segments table: column -> (N,) array."""
-        return self._table("segments", SEGMENT_COLUMNS, self.num_segments)
-
-    @property
-    def tracks(self) -> dict[str, np.ndarray]:
-        """The tracks table (written at the end; derived from the segments before that)."""
-        if self.status == "done":
-            size = self._group["tracks"]["track_id"].shape[0]
-            return self._table("tracks", TRACK_COLUMNS, size)
-        return summarize_tracks(self.segments)
-
-    def track_mask(self, track_id: int) -> tuple[np.ndarray, np.ndarray]:
-        """The mask of one track over time, on the frames between its first and last segment.
-
-        Returns:
-            frames (F,) int64 rows, masks (F, H, W) bool.
-        """
-        segments = self.segments
-        rows = np.flatnonzero(segments["track_id"] == track_id)
-        if rows.size == 0:
-            raise KeyError(f"no track {track_id} in {self.path}")
-        first, last = int(segments["frame"][rows].min()), int(segments["frame"][rows].max())
-        frames = np.arange(first, last + 1)
-        return frames, self.labels(slice(first, last + 1)) == track_id
-
-    def segment_rle(self, row: int) -> dict[str, object]:
-        """COCO RLE (pycocotools-compatible, counts as str) of segments row `row`: the pixels of
-        its track in its frame."""
-        from streamseg.video.rle import encode_mask
-
-        if not 0 <= row < self.num_segments:
-            raise IndexError(f"segment {row} out of range (0..{self.num_segments - 1})")
-        frame = int(self._rows("segments/frame", row, row + 1)[0])
-        track_id = int(self._rows("segments/track_id", row, row + 1)[0])
-        return encode_mask(self.labels(frame) == track_id)
-
-
-def open_store(path: str | Path) -> StoreReader:
-    """Open a label store for reading (see `StoreReader`)."""
-    return StoreReader(path)

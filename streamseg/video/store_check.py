@@ -32,8 +32,11 @@ from streamseg.video.store_schema import (
     ATTRS_KEY,
     EMPTY_CHUNKS_KEY,
     FRAME_COLUMNS,
+    PYRAMID_GROUP,
     SEGMENT_COLUMNS,
+    TIME_ARRAY,
     TRACK_COLUMNS,
+    frame_arrays,
     is_store,
 )
 
@@ -73,7 +76,7 @@ def check_store(path: str | Path) -> StoreCheck:
     if not is_store(path):
         raise UserError(f"{path}: not a streamseg store")
     attrs = dict(json.loads((path / "zarr.json").read_text())["attributes"][ATTRS_KEY])
-    group = zarr.open_group(str(path), mode="r")
+    group = zarr.open_group(str(path), mode="r", use_consolidated=False)
     problems: list[str] = []
     frames = segments = None  # unknown without a commit record: what the arrays hold is read
     try:
@@ -106,8 +109,7 @@ def _extents(
     path: Path, attrs: dict[str, Any], frames: int | None, segments: int | None
 ) -> dict[str, int]:
     """Committed rows per array; with no commit record to trust, the rows each array holds."""
-    wanted: dict[str, int | None] = {"labels": frames}
-    wanted.update({f"frames/{c}": frames for c in FRAME_COLUMNS})
+    wanted: dict[str, int | None] = {name: frames for name in frame_arrays(attrs)}
     wanted.update({f"segments/{c}": segments for c in SEGMENT_COLUMNS})
     tracks = attrs.get("tracks") if attrs.get("status") == "done" else 0
     wanted.update({f"tracks/{c}": tracks for c in TRACK_COLUMNS})
@@ -180,6 +182,11 @@ def _table_problems(
     wrong = np.flatnonzero(segments["track_id"] <= 0)
     if wrong.size:
         problems.append(f"segments/track_id holds no track (0) at row {int(wrong[0])}")
+    if TIME_ARRAY in extents:
+        time = np.asarray(group[TIME_ARRAY][: extents[TIME_ARRAY]])
+        if not np.array_equal(time, frames["time"]):
+            problems.append(f"{TIME_ARRAY} disagrees with frames/time")
+    problems += _pyramid_problems(group, extents)
     if attrs.get("status") == "done" and not problems:
         stored = _table(group, extents, "tracks", TRACK_COLUMNS)
         derived = summarize_tracks(segments)
@@ -188,6 +195,28 @@ def _table_problems(
             problems.append(
                 f"tracks table disagrees with the segments table in {', '.join(differ)}"
             )
+    return problems
+
+
+def _pyramid_problems(group: Any, extents: dict[str, int]) -> list[str]:
+    """Each pyramid level against the labels it is taken from (every 2^k-th pixel)."""
+    levels = sorted(n for n in extents if n.startswith(f"{PYRAMID_GROUP}/"))
+    if not levels:
+        return []
+    labels = group["labels"]
+    frames = extents["labels"]
+    step = max(1, READ_BYTES // max(1, 4 * int(np.prod(labels.shape[1:], dtype=np.int64))))
+    problems = []
+    for name in levels:
+        factor = 2 ** int(name.rpartition("/")[2])
+        level = group[name]
+        for start in range(0, frames, step):
+            stop = min(start + step, frames)
+            want = np.asarray(labels[start:stop])[:, ::factor, ::factor]
+            wrong = np.flatnonzero((np.asarray(level[start:stop]) != want).any(axis=(1, 2)))
+            if wrong.size:
+                problems.append(f"{name} disagrees with labels at frame {start + int(wrong[0])}")
+                break
     return problems
 
 

@@ -29,8 +29,10 @@ from streamseg.video.store_schema import (
     FRAME_COLUMNS,
     PROGRESS_FILE,
     SEGMENT_COLUMNS,
+    TIME_ARRAY,
     TRACK_COLUMNS,
     Progress,
+    frame_arrays,
 )
 
 # What a run on a damaged store says to do.
@@ -49,7 +51,7 @@ def load_progress(path: str | Path, attrs: Mapping[str, Any]) -> Progress:
     try:
         text = file.read_bytes()
     except FileNotFoundError:
-        if attrs.get("status") != "done" and _nothing_written(path):
+        if attrs.get("status") != "done" and _nothing_written(path, attrs):
             return Progress()
         raise DamagedStore(path, [f"commit record {PROGRESS_FILE} missing"]) from None
     except OSError as error:
@@ -75,10 +77,9 @@ def load_progress(path: str | Path, attrs: Mapping[str, Any]) -> Progress:
     return progress
 
 
-def _nothing_written(path: Path) -> bool:
+def _nothing_written(path: Path, attrs: Mapping[str, Any]) -> bool:
     """True if every array of the store is there and holds no row."""
-    names = ["labels", *(f"frames/{c}" for c in FRAME_COLUMNS)]
-    names += [f"segments/{c}" for c in SEGMENT_COLUMNS]
+    names = [*frame_arrays(attrs), *(f"segments/{c}" for c in SEGMENT_COLUMNS)]
     try:
         return all(read_layout(path, name).shape[0] == 0 for name in names)
     except DamagedStore:
@@ -109,6 +110,9 @@ def store_problems(
     complete = bool(attrs.get(EMPTY_CHUNKS_KEY))
     skip = None if complete else np.zeros(0, np.int64)
     tables = [Promise(f"frames/{c}", progress.frames, done, skip) for c in FRAME_COLUMNS]
+    # Schema 2's other per-frame arrays: the time coordinate and the label pyramid.
+    others = [n for n in frame_arrays(attrs) if n != "labels" and not n.startswith("frames/")]
+    tables += [Promise(name, progress.frames, done, skip) for name in others]
     tables += [Promise(f"segments/{c}", progress.segments, done, skip) for c in SEGMENT_COLUMNS]
     if done and "tracks" in attrs:
         rows = int(attrs["tracks"])
@@ -145,6 +149,8 @@ def undecodable_tables(
 ) -> list[str]:
     """The table chunks of committed rows that cannot be decoded (all of them are read)."""
     tables = [(f"frames/{c}", progress.frames) for c in FRAME_COLUMNS]
+    if TIME_ARRAY in frame_arrays(meta):
+        tables.append((TIME_ARRAY, progress.frames))
     tables += [(f"segments/{c}", progress.segments) for c in SEGMENT_COLUMNS]
     if meta.get("status") == "done":
         tables += [(f"tracks/{c}", int(meta.get("tracks", 0))) for c in TRACK_COLUMNS]
@@ -215,6 +221,18 @@ def sync_files(store: Path, files: Iterable[str]) -> None:
     for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
         sync_dir(folder)
     sync_dir(store)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write `path` whole or not at all, durably: a synced temp file renamed over it, then its
+    folder synced (the rename itself is durable only then)."""
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    sync_dir(path.parent)
 
 
 def sync_dir(folder: Path) -> None:

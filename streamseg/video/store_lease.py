@@ -5,7 +5,9 @@ hard-linked into place: no other writer ever sees it half written), renews its e
 commit and deletes it when it finishes or closes. Readers ignore it.
 
 A lease whose holder is gone is taken over with a new, larger token: on the same host when its
-pid is dead (or is this very process: an earlier writer object of ours that was dropped), on
+pid is dead, or is now another process (the pid was reused: the lease records the holder's
+start time from /proc/<pid>/stat, where there is one), or is this very process (an earlier
+writer object of ours that was dropped), on
 another host only after its expiry (a pid there cannot be checked). Taking over is a replace,
 not a lock: two writers taking over the same stale lease at once may both believe they hold it
 for a moment, so every commit checks that the lease still holds the writer's token (fencing)
@@ -21,7 +23,7 @@ import socket
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,6 +49,9 @@ class Lease:
     token: int  # fencing token: larger than that of every lease it replaced
     expires: float  # Unix time; renewed at each commit
     program: str  # what holds it, for the message ("streamseg run")
+    # The holder's start time (clock ticks after boot, /proc/<pid>/stat field 22); None where
+    # there is no /proc. Tells a reused pid from the holder.
+    pid_start: int | None = None
 
     def describe(self) -> str:
         return f"pid {self.pid} on host {self.host} since {self.started} ({self.program})"
@@ -71,11 +76,37 @@ def read_lease(store: Path) -> Lease | None:
             token=int(data["token"]),
             expires=float(data["expires"]),
             program=str(data.get("program", "streamseg")),
+            pid_start=None if data.get("pid_start") is None else int(data["pid_start"]),
         )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
         return Lease("?", -1, "?", 0, 0.0, "?")
+
+
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot), None if unknown (no /proc, or no
+    such process)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):
+        return None
+
+
+def _holder_alive(lease: Lease) -> bool:
+    """True if the lease's process still runs on this host (and is the same process)."""
+    if not _pid_alive(lease.pid):
+        return False
+    if lease.pid_start is None:
+        return True  # recorded without /proc: the pid is all there is to go on
+    started = process_start(lease.pid)
+    return started is None or started == lease.pid_start
 
 
 def _pid_alive(pid: int) -> bool:
@@ -93,7 +124,7 @@ def _pid_alive(pid: int) -> bool:
 def is_stale(lease: Lease, now: float | None = None) -> bool:
     """True if the holder of `lease` is gone (see the module docstring)."""
     if lease.host == socket.gethostname():
-        return lease.pid == os.getpid() or not _pid_alive(lease.pid)
+        return lease.pid == os.getpid() or not _holder_alive(lease)
     return (time.time() if now is None else now) >= lease.expires
 
 
@@ -131,7 +162,8 @@ def acquire(store: Path) -> Lease:
     old = read_lease(store)
     # Wall-clock nanoseconds, and above the lease replaced: increasing across takeovers.
     token = max(time.time_ns(), (old.token + 1) if old else 0)
-    lease = Lease(host, pid, started, token, time.time() + LEASE_SECONDS, _program())
+    expires = time.time() + LEASE_SECONDS
+    lease = Lease(host, pid, started, token, expires, _program(), process_start(pid))
     temp = _write_temp(store, lease)
     try:
         try:
@@ -144,7 +176,7 @@ def acquire(store: Path) -> Lease:
         if current is not None and not is_stale(current):
             raise in_use_error(store, current)
         if current is not None and current.token >= token:
-            lease = Lease(host, pid, started, current.token + 1, lease.expires, lease.program)
+            lease = replace(lease, token=current.token + 1)
             temp.unlink(missing_ok=True)
             temp = _write_temp(store, lease)
         os.replace(temp, store / LEASE_FILE)

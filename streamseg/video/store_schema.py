@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+# 1: tables indexed by "row", no pyramid, no OME metadata, no consolidated metadata.
+# 2: labels(t, y, x) with a root `time(t)` coordinate, tables indexed by t / segment / track,
+#    an OME-Zarr 0.5 label image (multiscales + image-label) with a 2x pyramid, consolidated
+#    metadata. Both are read; runs write 2.
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 ATTRS_KEY = "streamseg"
 PROGRESS_FILE = "progress.json"
 # Attribute set on stores whose writer stores chunks of zeros too (zarr skips them by default):
@@ -48,6 +53,48 @@ TRACK_COLUMNS: dict[str, str] = {
     "frames": "int64",  # frames with a segment of the track
     "score": "float32",  # mean segment score
 }
+
+
+# Dimension names (schema 2; schema 1 called every table's dimension "row").
+TABLE_DIMS = {"frames": "t", "segments": "segment", "tracks": "track"}
+# Root array (schema 2): a copy of frames/time, so that xarray sees labels(t, y, x) with a
+# `time` coordinate (xarray reads one group's arrays; the tables are subgroups).
+TIME_ARRAY = "time"
+# Group of the lower-resolution label levels (schema 2): pyramid/1 is 2x smaller, pyramid/2 4x.
+PYRAMID_GROUP = "pyramid"
+# Levels are added while both sides of the next one stay at least this many pixels ...
+PYRAMID_MIN_SIDE = 32
+# ... and at most this many (level 0, the labels, not counted).
+PYRAMID_MAX_LEVELS = 3
+
+
+def pyramid_sizes(label_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(h, w) of each lower level of the label pyramid of (H, W) labels: level k keeps every
+    2^k-th pixel of each row and column (nearest), so it is ceil(H / 2^k) x ceil(W / 2^k)."""
+    height, width = label_size
+    sizes = []
+    for level in range(1, PYRAMID_MAX_LEVELS + 1):
+        size = (-(-height // 2**level), -(-width // 2**level))
+        if min(size) < PYRAMID_MIN_SIDE:
+            break
+        sizes.append(size)
+    return sizes
+
+
+def schema_of(attrs: dict[str, Any]) -> int:
+    """The schema version of a store with attributes `attrs`."""
+    return int(attrs.get("schema_version", 1))
+
+
+def frame_arrays(attrs: dict[str, Any]) -> list[str]:
+    """Every array with one row per frame: labels, its pyramid, the frames table (and the
+    time coordinate). The pyramid's levels are in the attributes (`pyramid_levels`)."""
+    names = ["labels", *(f"frames/{c}" for c in FRAME_COLUMNS)]
+    if schema_of(attrs) >= 2:
+        names.append(TIME_ARRAY)
+        levels = int(attrs.get("pyramid_levels", 0))
+        names += [f"{PYRAMID_GROUP}/{k}" for k in range(1, levels + 1)]
+    return names
 
 
 @dataclass(frozen=True)

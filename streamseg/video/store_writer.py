@@ -80,6 +80,15 @@ class StoreWriter:
         if self.error is not None:
             raise self.error
 
+    def abort(self) -> None:
+        """Close after an error elsewhere (or Ctrl-C): finish the queued work (a queued commit
+        still commits), then give the store's lease back at once, not at process exit (a
+        library caller or a batch worker lives on). Re-raises a writer error."""
+        try:
+            self.close()
+        finally:
+            self.store.close()
+
     def _run(self) -> None:
         # Blocks are kept until their commit and written in one go: one zarr write per
         # column per commit instead of per block (zarr calls cost milliseconds each). Memory:
