@@ -79,6 +79,15 @@ class TrackerConfig:
     # `cosine distance + class_penalty * [class differs]` alone, up to this cost (a lost
     # track that comes back elsewhere). 0 = no second stage.
     reid_limit: float = 0.0
+    # A zero embedding (a segment whose appearance is unknown: too small for the stride-32
+    # CLIP map) leaves a pair's cost to its IoU alone (`1 - IoU` + class penalty) instead of
+    # counting as a cosine distance of 1 (False: the rule before, which split such objects).
+    unknown_appearance_neutral: bool = True
+    # Re-identification by class: a track lost for at least one processed frame and left
+    # unassigned takes the one unassigned segment of its class when it is the only lost track
+    # of that class and their embeddings are within `reid_distance` (unknown: the class alone).
+    reid_unique_class: bool = True
+    reid_distance: float = 0.5
 
 
 @dataclass(frozen=True)

@@ -305,3 +305,67 @@ def test_a_state_without_the_new_fields_loads() -> None:
     # unknown last_time becomes the next frame's time: not ended by a far-off clock
     result = resumed.step(1000, _frame([(0, 0.9, (5, 12, 5, 12), True, A)]))
     assert result.track_ids.tolist() == [1]
+
+
+def _unknown(frame: FrameSegmentation, *rows: int) -> FrameSegmentation:
+    """`frame` with the embeddings of `rows` zeroed (appearance unknown)."""
+    frame.embeddings[list(rows)] = 0.0
+    return frame
+
+
+def test_an_unknown_appearance_is_judged_on_overlap_alone() -> None:
+    """A 6x6 thing moves 2 px right: mask IoU 24/48 = 0.5. Its embedding is then unknown
+    (zeros): cost 1 - 0.5 = 0.5 <= 0.6, the same track; the rule before counted the unknown
+    as distance 1: 0.5 * 0.5 + 0.5 * 1 = 0.75 > 0.6, a new track."""
+    ids = {}
+    for neutral in (True, False):
+        tracker = Tracker(
+            replace(TrackerConfig(), motion=False, unknown_appearance_neutral=neutral)
+        )
+        tracker.step(0, _frame([(0, 0.9, (5, 11, 5, 11), True, A)]), time=0.0)
+        moved = _unknown(_frame([(0, 0.9, (5, 11, 7, 13), True, A)]), 0)
+        ids[neutral] = tracker.step(1, moved, time=0.1).track_ids.tolist()
+    assert ids == {True: [1], False: [2]}
+    cost = assignment_cost(
+        np.array([[0.5, 0.5]]),
+        np.array([[1.0, 0.0]], np.float32),
+        np.array([[0.0, 0.0], [0.0, 1.0]], np.float32),
+        np.array([[False, False]]),
+        TrackerConfig(),
+    )
+    # unknown: 1 - 0.5; known: 0.5 * 0.5 + 0.5 * (1 - 0)
+    np.testing.assert_allclose(cost, [[0.5, 0.75]])
+
+
+def test_a_lost_track_comes_back_as_the_one_segment_of_its_class() -> None:
+    """Seen at the left, gone one frame, back at the far right (no overlap, appearance unknown):
+    the only lost track of class 0 and the only new segment of class 0 pair up; with two lost
+    tracks of that class nothing says which, and a new track starts."""
+    far = (5, 11, 30, 36)
+
+    def run(config: TrackerConfig, first: list) -> list[int]:
+        tracker = Tracker(replace(config, motion=False))
+        tracker.step(0, _frame(first), time=0.0)
+        tracker.step(1, _frame([]), time=0.1)
+        return tracker.step(
+            2, _unknown(_frame([(0, 0.9, far, True, A)]), 0), time=0.2
+        ).track_ids.tolist()
+
+    one = [(0, 0.9, (5, 11, 0, 6), True, A)]
+    two = one + [(0, 0.9, (12, 18, 0, 6), True, B)]
+    assert run(TrackerConfig(), one) == [1]
+    assert run(replace(TrackerConfig(), reid_unique_class=False), one) == [2]
+    assert run(TrackerConfig(), two) == [3]
+    # known appearances farther apart than reid_distance (A vs B: distance 1) do not pair
+    tracker = Tracker(replace(TrackerConfig(), motion=False))
+    tracker.step(0, _frame(one), time=0.0)
+    tracker.step(1, _frame([]), time=0.1)
+    assert tracker.step(2, _frame([(0, 0.9, far, True, B)]), time=0.2).track_ids.tolist() == [2]
+
+
+def test_box_overlap_exact() -> None:
+    from streamseg.video.track import box_overlap
+
+    # (0,0,2,2) and (1,0,4,4): intersection 1x2 = 2, smaller area 4 -> 0.5; an empty box -> 0
+    result = box_overlap(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 4, 4], [0, 0, 0, 3]]))
+    assert result.tolist() == [[0.5, 0.0]]

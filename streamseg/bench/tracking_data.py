@@ -155,7 +155,8 @@ def region_embeddings(
 ) -> list[np.ndarray]:
     """The model's embedding of each segment of given maps: its frozen CLIP's dense features
     (stride 32) of the image pooled inside the segment (`backbone.pool_masks`, the same
-    pooling as the model's own segments), L2-normalized.
+    pooling as the model's own segments), L2-normalized; zeros (appearance unknown) for a
+    segment too small to cover a cell of the stride-32 map.
 
     Args:
         images: B (H, W, 3) uint8 frames of one size; panoptics: B (H, W) ids 1..N_b.
@@ -165,6 +166,8 @@ def region_embeddings(
     import torch
     import torch.nn.functional as F
     from PIL import Image
+
+    from streamseg.model.pooling import resize_masks
 
     model = segmenter.model
     height, width = images[0].shape[:2]
@@ -187,8 +190,13 @@ def region_embeddings(
     with torch.inference_mode():
         tensor = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2)
         dense = model.backbone(model.normalize(tensor))["clip_dense"]
-        pooled = model.backbone.pool_masks(dense, torch.from_numpy(masks).to(device))
-        pooled = F.normalize(pooled.float(), dim=-1).cpu().numpy()
+        logits = torch.from_numpy(masks).to(device)
+        pooled = model.backbone.pool_masks(dense, logits)
+        pooled = F.normalize(pooled.float(), dim=-1)
+        # A mask with no positive cell on the stride-32 map pools nothing: its row would be
+        # one constant vector for every such segment, so it is given as unknown (zeros).
+        seen = (resize_masks(logits, tuple(dense.shape[-2:])) > 0).flatten(2).any(-1)
+        pooled = (pooled * seen[..., None]).cpu().numpy()
     return [pooled[b, : int(p.max())] for b, p in enumerate(panoptics)]
 
 

@@ -15,6 +15,13 @@ Per frame (`Tracker.step`):
   skipped frame or a fast object still overlaps where it went;
 - with `cut_threshold`, a frame where most pixels changed class since the previous processed
   frame is a shot cut: every thing track ends there (no identity crosses a cut).
+- with `unknown_appearance_neutral`, a zero embedding (appearance unknown: a mask too small
+  for the stride-32 CLIP map) leaves a pair's cost to geometry alone: `1 - max(IoU, overlap
+  coefficient of the predicted box, cut to the frame, with the segment's box)`, so slivers
+  entering or leaving the view follow their track;
+- with `reid_unique_class`, a track lost for a frame or more that is the only lost track of its
+  class takes the only unassigned segment of that class (embeddings within `reid_distance`,
+  or unknown): an object back in view after a few seconds keeps its id.
 
 Decisions (documented in docs/FORMATS.md):
 - Things only ever match things; a different class costs `class_penalty` instead of being
@@ -51,7 +58,14 @@ from streamseg.video.last_masks import LastMasks
 
 # The tracker as it was before issue 18: processed-frame ages, no motion, no cut detection,
 # no re-identification stage.
-LEGACY_TRACKER = TrackerConfig(max_age_seconds=0.0, motion=False, cut_threshold=0.0, reid_limit=0.0)
+LEGACY_TRACKER = TrackerConfig(
+    max_age_seconds=0.0,
+    motion=False,
+    cut_threshold=0.0,
+    reid_limit=0.0,
+    unknown_appearance_neutral=False,
+    reid_unique_class=False,
+)
 
 
 @dataclass
@@ -194,6 +208,7 @@ def assignment_cost(
     segment_embeddings: np.ndarray,
     class_differs: np.ndarray,
     config: TrackerConfig,
+    overlap: np.ndarray | None = None,
 ) -> np.ndarray:
     """Cost of pairing K tracks with N segments (lower is better).
 
@@ -206,13 +221,22 @@ def assignment_cost(
         (K, N) float64 `w*(1-iou) + (1-w)*cosdist + class_penalty*differs`, with the cosine
         distance `1 - cos` clipped to [0, 1] (opposite directions are no worse than unrelated).
     """
+    known = np.zeros(iou.shape, bool)
     if track_embeddings.shape[1] and track_embeddings.shape[1] == segment_embeddings.shape[1]:
-        cosine = track_embeddings.astype(np.float64) @ segment_embeddings.astype(np.float64).T
-        distance = np.clip(1.0 - cosine, 0.0, 1.0)
+        tracks = track_embeddings.astype(np.float64)
+        segments = segment_embeddings.astype(np.float64)
+        distance = np.clip(1.0 - tracks @ segments.T, 0.0, 1.0)
+        known = (np.abs(tracks).sum(axis=1) > 0)[:, None] & (np.abs(segments).sum(axis=1) > 0)
     else:
         distance = np.ones_like(iou)
     weight = config.iou_weight
-    return weight * (1.0 - iou) + (1.0 - weight) * distance + config.class_penalty * class_differs
+    cost = weight * (1.0 - iou) + (1.0 - weight) * distance
+    if config.unknown_appearance_neutral:
+        # A zero embedding says nothing about the object (a mask too small for the stride-32
+        # CLIP map pools to nothing): the pair is judged on its overlap alone.
+        geometry = iou if overlap is None else np.maximum(iou, overlap)
+        cost = np.where(known, cost, 1.0 - geometry)
+    return cost + config.class_penalty * class_differs
 
 
 class Tracker:
@@ -346,10 +370,15 @@ class Tracker:
             differs = np.array(
                 [[t.class_id != segments[i].class_id for i in things] for t in live], bool
             )
+            boxes = np.array([segments[i].bbox for i in things], np.float64)
+            overlap = None
             if config.motion:
-                boxes = np.array([segments[i].bbox for i in things], np.float64)
-                iou = np.maximum(iou, box_iou(_predicted_boxes(live, now), boxes))
-            cost = assignment_cost(iou, track_emb, embeddings[things], differs, config)
+                predicted = _predicted_boxes(live, now)
+                if config.unknown_appearance_neutral:
+                    predicted = _clip_boxes(predicted, panoptic.shape)
+                    overlap = box_overlap(predicted, boxes)
+                iou = np.maximum(iou, box_iou(predicted, boxes))
+            cost = assignment_cost(iou, track_emb, embeddings[things], differs, config, overlap)
             _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=config.cost_limit)
             for row, col in enumerate(row_to_col):
                 if col >= 0:
@@ -366,6 +395,15 @@ class Tracker:
                     for r, c in enumerate(second):
                         if c >= 0:
                             track_ids[things[cols[c]]] = live[rows[r]].id
+            if config.reid_unique_class:
+                lost = [k for k, col in enumerate(row_to_col) if col < 0]
+                lost = [k for k in lost if live[k].last_step < state.steps - 1]
+                for row, n in _unique_class_pairs(live, lost, segments, things, track_ids):
+                    if (
+                        _reid_distance(track_emb, embeddings, row, things[n])
+                        <= config.reid_distance
+                    ):
+                        track_ids[things[n]] = live[row].id
         for i in things:
             if track_ids[i] == 0:
                 track_ids[i] = state.next_id
@@ -475,6 +513,66 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
     union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def box_overlap(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Overlap coefficient of COCO boxes: intersection / the smaller area ((K, N) float64, 0
+    where either box is empty)."""
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
+    left = np.maximum(a[:, None, 0], b[None, :, 0])
+    top = np.maximum(a[:, None, 1], b[None, :, 1])
+    right = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    bottom = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(right - left, 0, None) * np.clip(bottom - top, 0, None)
+    smaller = np.minimum((a[:, 2] * a[:, 3])[:, None], (b[:, 2] * b[:, 3])[None, :])
+    return np.where(smaller > 0, inter / np.maximum(smaller, 1e-12), 0.0)
+
+
+def _clip_boxes(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """COCO boxes cut to the frame: what of a predicted box can be seen."""
+    height, width = shape[0], shape[1]
+    x0 = np.clip(boxes[:, 0], 0, width)
+    y0 = np.clip(boxes[:, 1], 0, height)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+
+
+def _unique_class_pairs(
+    live: list[TrackState],
+    lost: list[int],
+    segments: list,
+    things: list[int],
+    track_ids: np.ndarray,
+) -> list[tuple[int, int]]:
+    """(track row, thing index) of each class that has exactly one lost track and exactly one
+    unassigned segment left: that segment is taken to be the lost object back."""
+    tracks_of: dict[int, list[int]] = {}
+    for row in lost:
+        tracks_of.setdefault(live[row].class_id, []).append(row)
+    segments_of: dict[int, list[int]] = {}
+    for n, i in enumerate(things):
+        if track_ids[i] == 0:
+            segments_of.setdefault(segments[i].class_id, []).append(n)
+    return [
+        (rows[0], segments_of[cls][0])
+        for cls, rows in tracks_of.items()
+        if len(rows) == 1 and len(segments_of.get(cls, ())) == 1
+    ]
+
+
+def _reid_distance(
+    track_embeddings: np.ndarray, embeddings: np.ndarray, row: int, index: int
+) -> float:
+    """Cosine distance of a track and a segment; 0 when either appearance is unknown (a zero
+    embedding): then the class alone decides."""
+    if track_embeddings.shape[1] == 0 or embeddings.shape[1] != track_embeddings.shape[1]:
+        return 0.0
+    track, segment = track_embeddings[row], embeddings[index]
+    if not track.any() or not segment.any():
+        return 0.0
+    return float(np.clip(1.0 - float(track @ segment), 0.0, 1.0))
 
 
 def _class_lookup(segments: list) -> np.ndarray:
