@@ -22,17 +22,20 @@ from typing import Any
 
 from streamseg.app_jobs import (
     IMAGE_SUFFIXES,
+    SEARCH_HEADERS,
     TRACK_HEADERS,
     VIDEO_SUFFIXES,
     VOCAB_PRESETS,
     CacheReport,
     RunResult,
+    SearchResult,
     SegmenterCache,
     classifier_cached,
     classify_upload,
     model_choices,
     run_image_job,
     run_video_job,
+    search_runs,
     track_rows,
     vocabulary_text,
     write_sample_video,
@@ -189,6 +192,15 @@ class DemoApp:
         result.cache = cache
         return result
 
+    def search(self, query: str, top_k: float, model: str | None) -> SearchResult:
+        """Search the finished video runs of `model` by words (their thumbnails go to a new
+        folder of the work folder, the only one served)."""
+        if not (query or "").strip():
+            raise UserError("search: type some words to look for")
+        segmenter = self.segmenters.get(model or self.default_model)
+        out_dir = self.work_dir / "search" / uuid.uuid4().hex[:8]
+        return search_runs(self.runs_dir, query.strip(), int(top_k), segmenter, out_dir)
+
     def default_vocabulary(self) -> Any:
         """The vocabulary the page's class boxes start with, read as a click reads them."""
         from streamseg.model.vocab import vocabulary_from_options
@@ -262,6 +274,13 @@ def build_demo(settings: AppSettings = AppSettings()) -> Any:
             [str(path) for path in result.files],
             result.status,
         )
+
+    def handle_search(query: str, top_k: float, model: str | None) -> tuple[Any, ...]:
+        try:
+            result = app.search(query, top_k, model)
+        except UserError as error:
+            raise gr.Error(str(error)) from None
+        return result.gallery, result.rows, result.links, result.status
 
     def show_outputs(upload: str | None) -> tuple[Any, Any]:
         # Only the overlay output that fits the upload is shown (both when nothing is chosen).
@@ -337,6 +356,27 @@ def build_demo(settings: AppSettings = AppSettings()) -> Any:
                     elem_id="tracks",
                 )
                 files = gr.File(label="Downloads", file_count="multiple", elem_id="downloads")
+        with gr.Accordion("Search your runs by words", open=False):
+            gr.Markdown(
+                "Every track keeps its CLIP vector: search the finished video runs for "
+                "anything, also words that were not among their classes."
+            )
+            with gr.Row():
+                query = gr.Textbox(label="Words", elem_id="search-query", scale=4)
+                top_k = gr.Slider(1, 50, value=8, step=1, label="Hits", scale=1)
+                find = gr.Button("Search", elem_id="search")
+            search_status = gr.Markdown(elem_id="search-status")
+            gallery = gr.Gallery(label="Best views", columns=4, elem_id="search-gallery")
+            hits = gr.Dataframe(
+                headers=SEARCH_HEADERS, label="Tracks", interactive=False, elem_id="search-hits"
+            )
+            links = gr.Markdown(elem_id="search-links")
+        find.click(
+            handle_search,
+            inputs=[query, top_k, model],
+            outputs=[gallery, hits, links, search_status],
+            api_name="search",
+        )
         upload.change(
             show_outputs,
             inputs=[upload],

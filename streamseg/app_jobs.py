@@ -336,3 +336,67 @@ def write_sample_video(path: Path, seed: int = 7, size: int = 128, frames: int =
     scenes = iter_video(seed, small_video_config(size=size, num_frames=frames))
     encode_mp4((scene.image for scene in scenes), path, fps=12.0)
     return path
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What the page shows for a search over its runs."""
+
+    gallery: list[tuple[str, str]]  # (thumbnail path, caption), best first
+    rows: list[list[Any]]  # SEARCH_HEADERS columns
+    links: str  # Markdown: each hit's overlay video at the track's first frame
+    status: str
+
+
+SEARCH_HEADERS = ["rank", "score", "run", "track", "class", "from (s)", "to (s)"]
+
+
+def search_runs(
+    runs_dir: Path, query: str, top_k: int, segmenter: Any, out_dir: Path
+) -> SearchResult:
+    """Tracks of the page's finished video runs made by `segmenter`'s model, ranked by
+    `query` (streamseg.search); thumbnails are written to `out_dir`."""
+    from streamseg.search.query import search
+    from streamseg.search.thumbnails import write_thumbnails
+    from streamseg.video.store import store_status
+    from streamseg.video.store_reader import StoreReader
+
+    stores = []
+    for store in sorted(runs_dir.glob("*/*.zarr")):
+        if store_status(store) is None:
+            continue
+        reader = StoreReader(store)
+        if reader.status == "done" and reader.attrs.get("model", {}).get("id") == (
+            segmenter.model_id
+        ):
+            stores.append(store)
+    if not stores:
+        return SearchResult([], [], "", "no finished video runs of this model to search yet")
+    hits = search(stores, query, top_k, segmenter=segmenter)
+    pictures = write_thumbnails(hits, out_dir)
+    gallery, rows, links = [], [], []
+    for hit, picture in zip(hits, pictures, strict=True):
+        run = Path(hit.store).parent.name
+        caption = f"{hit.rank}. {hit.class_name} (track {hit.track_id}, {hit.score:.3f})"
+        if picture is not None:
+            gallery.append((str(picture), caption))
+        rows.append(
+            [
+                hit.rank,
+                round(hit.score, 4),
+                run,
+                hit.track_id,
+                hit.class_name,
+                round(hit.first_time, 2),
+                round(hit.last_time, 2),
+            ]
+        )
+        overlay = Path(hit.store).with_name(Path(hit.store).stem + "_overlay.mp4")
+        if overlay.is_file():
+            # A media fragment: the browser opens the overlay at the track's first frame.
+            links.append(
+                f"{hit.rank}. [{run}, track {hit.track_id} from {hit.first_time:.1f} s]"
+                f"(/gradio_api/file={overlay}#t={hit.first_time:.2f})"
+            )
+    status = f"{len(hits)} track(s) of {len(stores)} run(s) for **{query}**"
+    return SearchResult(gallery, rows, "\n".join(links), status)

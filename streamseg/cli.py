@@ -28,6 +28,8 @@ COMMANDS: tuple[str, ...] = (
     "batch",
     "eval",
     "export",
+    "index",
+    "search",
     "bench",
     "measure",
     "tracking",

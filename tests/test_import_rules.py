@@ -4,7 +4,7 @@ Every `import` / `from ... import` of a streamseg module is read with `ast`, inc
 inside functions (a lazy import is still a dependency). Two rules:
 1. No cycle: the module graph has no strongly connected component of more than one module.
 2. Layers: a module of a lower layer never imports a higher one. From the top:
-   faces (cli, commands, app) -> jobs (batch, bench) -> pipeline (video) ->
+   faces (cli, commands, app) -> jobs (batch, bench, search) -> pipeline (video) ->
    model; train -> model; eval reads files and stores (video.store) only;
    synthetic (the shapes world) is data generation, below all but errors.
 docs/ARCHITECTURE.md states the same rules.
@@ -20,29 +20,38 @@ PACKAGE = Path(__file__).resolve().parents[1] / "streamseg"
 # module prefix -> prefixes it must never import (the layer rules above)
 FORBIDDEN = {
     "streamseg.model": (
+        "streamseg.search",
         "streamseg.video", "streamseg.commands", "streamseg.app", "streamseg.batch",
         "streamseg.bench", "streamseg.train", "streamseg.synthetic", "streamseg.eval",
         "streamseg.cli",
     ),
     "streamseg.video": (
+        "streamseg.search",
         "streamseg.commands", "streamseg.app", "streamseg.batch", "streamseg.bench",
         "streamseg.train", "streamseg.synthetic", "streamseg.eval", "streamseg.cli",
     ),
     "streamseg.train": (
+        "streamseg.search",
         "streamseg.video", "streamseg.commands", "streamseg.app", "streamseg.batch",
         "streamseg.bench", "streamseg.cli",
     ),
     "streamseg.eval": (
+        "streamseg.search",
         "streamseg.commands", "streamseg.app", "streamseg.batch", "streamseg.bench",
         "streamseg.train", "streamseg.synthetic", "streamseg.cli",
     ),
     "streamseg.synthetic": (
+        "streamseg.search",
         "streamseg.video", "streamseg.model", "streamseg.commands", "streamseg.app",
         "streamseg.batch", "streamseg.bench", "streamseg.train", "streamseg.eval",
         "streamseg.cli",
     ),
     "streamseg.batch": ("streamseg.commands", "streamseg.app", "streamseg.cli"),
     "streamseg.bench": ("streamseg.commands", "streamseg.app", "streamseg.cli"),
+    "streamseg.search": (
+        "streamseg.commands", "streamseg.app", "streamseg.cli", "streamseg.batch",
+        "streamseg.bench",
+    ),
     "streamseg.app": ("streamseg.commands", "streamseg.cli"),
     "streamseg.config": ("streamseg.",),
     "streamseg.errors": ("streamseg.",),

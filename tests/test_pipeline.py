@@ -324,3 +324,19 @@ def test_upright_labels_own_timestamps_and_image_folders(tmp_path: Path) -> None
     summary = run_video(folder, tmp_path / "f.zarr", config=_config(), segmenter=FakeSegmenter())
     assert summary.frames == 5
     np.testing.assert_allclose(open_store(tmp_path / "f.zarr").frames["time"], np.arange(5) / 25)
+
+
+@pytest.mark.timeout(120)
+def test_a_store_write_error_ends_the_run_with_it(
+    tmp_path: Path, blobs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in the writer thread comes back to the caller; before, closing the writer
+    after the error waited for its thread forever (the end mark was never queued)."""
+    from streamseg.video.store import LabelStore
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(LabelStore, "write_block", fail)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        run_video(blobs, tmp_path / "o.zarr", config=_config(), segmenter=FakeSegmenter())

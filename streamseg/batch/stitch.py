@@ -53,6 +53,7 @@ def _stitched_metadata(
         "tracks",
         "decode",
         "warnings",
+        "embedding_dim",  # set by the first block that brings search vectors
     ):
         meta.pop(key, None)
     return identity, meta
@@ -207,6 +208,7 @@ def _append_frames(
     """Write rows [first, T) of a shard, relabelled by `mapping`, in blocks of frames."""
     columns = ("index", "pts", "time", "keyframe", "corrupt")
     table = np.array(sorted(mapping.items()), np.int64).reshape(-1, 2)
+    vectors = reader.segment_embeddings()  # (N, 0) for shards written without them
     for begin in range(first, reader.num_frames, block):
         stop = min(begin + block, reader.num_frames)
         labels = relabel(reader.labels(slice(begin, stop)), mapping)
@@ -223,4 +225,5 @@ def _append_frames(
             {name: frames[name][begin:stop] for name in columns},
             block_segments,
             tracker_state=None,
+            embeddings=vectors[rows] if vectors.shape[1] else None,
         )

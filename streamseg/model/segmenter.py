@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -310,6 +310,17 @@ class Segmenter:
         )
         self.set_text_classifier(vocabulary, text)
         return vocabulary
+
+    def encode_texts(self, names: Sequence[str]) -> Tensor:
+        """Text vectors of `names` in CLIP's joint space, as a class name gets them (every
+        prompt template, averaged): (n, D) float32 L2-normalized, comparable with segment
+        embeddings."""
+        from streamseg.model.text_classifier import encode_synonyms
+
+        with torch.inference_mode():
+            return encode_synonyms(
+                self.model.backbone.encode_text, self._tokenizer, list(names), self.device
+            )
 
     def set_text_classifier(
         self, vocabulary: Vocabulary, text: TextClassifier, seen: Tensor | None = None

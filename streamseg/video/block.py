@@ -8,7 +8,7 @@ everything written so far visible and resumable. A block without frames only com
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,8 @@ class StoreBlock:
             from the block's first frame.
         overlay: the frames' overlay pictures (empty without an overlay).
         commit: commit after this block (None: not yet).
+        segment_embeddings: (m, D) float16, each segment row's CLIP embedding (None: the
+            segmenter gave none; the store then keeps no vectors).
     """
 
     labels: np.ndarray
@@ -78,6 +80,7 @@ class StoreBlock:
     segments: dict[str, np.ndarray]
     overlay: tuple[OverlayItem, ...] = ()
     commit: Commit | None = None
+    segment_embeddings: np.ndarray | None = None
 
     @property
     def num_frames(self) -> int:
@@ -103,20 +106,23 @@ class StoreBlock:
             OverlayItem(t.frame.source_image, t.labels, t.track_names, t.frame.pts, t.frame.time)
             for t in (tracked if overlay else ())
         )
+        vectors = [t.embeddings for t in tracked]
         return cls(
             labels=np.stack([t.labels for t in tracked], dtype=np.int32),  # one copy, cast in it
             frames=frame_columns([t.frame for t in tracked]),
             segments=segment_columns(rows),
             overlay=pictures,
             commit=commit,
+            segment_embeddings=_joined(vectors),
         )
 
 
 def join_blocks(blocks: Sequence[StoreBlock]) -> StoreBlock:
     """The frames of `blocks` as one block (segment frames renumbered; no overlay, no
     commit): one store write instead of one per block."""
-    if len(blocks) == 1 and not blocks[0].overlay and blocks[0].commit is None:
-        return blocks[0]  # nothing to join: no copy of its labels
+    if len(blocks) == 1:
+        # Nothing to join: no copy of its labels.
+        return replace(blocks[0], overlay=(), commit=None)
     offsets = np.cumsum([0] + [b.num_frames for b in blocks[:-1]])
     segments = {}
     for name in blocks[0].segments:
@@ -130,4 +136,13 @@ def join_blocks(blocks: Sequence[StoreBlock]) -> StoreBlock:
             name: np.concatenate([b.frames[name] for b in blocks]) for name in blocks[0].frames
         },
         segments=segments,
+        segment_embeddings=_joined([b.segment_embeddings for b in blocks if b.num_frames]),
     )
+
+
+def _joined(parts: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """The parts' rows as one array; None when any part has none."""
+    if any(part is None for part in parts):
+        return None
+    arrays = [np.asarray(part, np.float16) for part in parts if part is not None]
+    return np.concatenate(arrays) if arrays else None

@@ -18,6 +18,7 @@ from streamseg.video.frames import Frame
 from streamseg.video.prefetch import prefetch
 from streamseg.video.segments import SegmentFilter, SegmentRow, segment_rows
 from streamseg.video.track import Tracker
+from streamseg.video.track_vectors import row_embeddings
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,15 @@ class TrackedFrame:
         labels: (H, W) int32 track id per label pixel, 0 = none.
         rows: the frame's segments-table rows (frame column 0; a block renumbers them).
         track_names: {track id: class name} of the tracks present.
+        embeddings: (len(rows), D) float16, each row's CLIP embedding (track_vectors.py);
+            None from a segmenter that gives none.
     """
 
     frame: Frame
     labels: np.ndarray
     rows: list[SegmentRow]
     track_names: dict[int, str]
+    embeddings: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,22 @@ class SegmentAndTrack:
         """Filter one frame's segmentation and step the tracker with it."""
         segmentation = self.segment_filter(segmentation)
         result = self.tracker.step(frame.index, segmentation, time=frame.time)
+        rows = segment_rows(0, segmentation.segments, result)
+        embeddings = np.asarray(segmentation.embeddings)
+        has_vectors = embeddings.ndim == 2 and len(embeddings) == len(segmentation.segments)
         return TrackedFrame(
             frame=frame,
             labels=result.labels,
-            rows=segment_rows(0, segmentation.segments, result),
+            rows=rows,
             track_names={t: self._name(c) for t, c in result.classes.items()},
+            embeddings=row_embeddings(
+                np.array([s.area for s in segmentation.segments], np.int64),
+                embeddings,
+                result.track_ids,
+                np.array([row[1] for row in rows], np.int64),
+            )
+            if has_vectors
+            else None,
         )
 
     def _name(self, class_id: int) -> str:

@@ -63,6 +63,7 @@ from streamseg.video.store_reader import StoreReader, open_store
 from streamseg.video.store_root import group_metadata, read_member_metadata, write_root
 from streamseg.video.store_schema import (
     ATTRS_KEY,
+    EMBEDDING_DIM_KEY,
     EMPTY_CHUNKS_KEY,
     FRAME_COLUMNS,
     PROGRESS_FILE,
@@ -70,17 +71,24 @@ from streamseg.video.store_schema import (
     READABLE_SCHEMAS,
     SCHEMA_VERSION,
     SEGMENT_COLUMNS,
+    SEGMENT_EMBEDDING,
     TABLE_DIMS,
     TIME_ARRAY,
+    TRACK_BEST_COLUMNS,
     TRACK_COLUMNS,
+    TRACK_EMBEDDING,
     Progress,
+    embedding_dim,
     frame_arrays,
     is_store,
     pyramid_sizes,
     read_progress,
     schema_of,
+    segment_vector_arrays,
+    track_vector_arrays,
 )
 from streamseg.video.store_tracks import summarize_tracks
+from streamseg.video.track_vectors import summarize_track_vectors
 
 # The schema's names are part of this module's interface (older imports, other tools).
 __all__ = [
@@ -277,6 +285,8 @@ class LabelStore:
             "status": "running",
             EMPTY_CHUNKS_KEY: True,
         }
+        if embedding_dim(meta):
+            _create_vector_arrays(group, embedding_dim(meta), table_chunk)
         progress = Progress()
         store = cls(path, group, meta, progress, done=False, lease=lease)
         store._write_root()
@@ -348,6 +358,7 @@ class LabelStore:
         frames, segments = self.progress.frames, self.progress.segments
         sizes = {name: frames for name in frame_arrays(self._meta)}
         sizes.update({f"segments/{c}": segments for c in SEGMENT_COLUMNS})
+        sizes.update({name: segments for name in segment_vector_arrays(self._meta)})
         for name, rows in sizes.items():
             array = self._array(name)
             array.resize((rows, *array.shape[1:]))
@@ -372,7 +383,9 @@ class LabelStore:
         if int(self._meta.get("pyramid_levels", 0)):
             groups.append(PYRAMID_GROUP)
         arrays = [*frame_arrays(self._meta), *(f"segments/{c}" for c in SEGMENT_COLUMNS)]
-        return groups + arrays + [f"tracks/{c}" for c in TRACK_COLUMNS]
+        arrays += segment_vector_arrays(self._meta)
+        tracks = [f"tracks/{c}" for c in TRACK_COLUMNS] + track_vector_arrays(self._meta)
+        return groups + arrays + tracks
 
     def _write_root(self, tracks: Mapping[str, np.ndarray] | None = None) -> None:
         """Rewrite the root zarr.json: the attributes (streamseg's and OME's) and the
@@ -386,7 +399,9 @@ class LabelStore:
             }
         rows = {name: self.progress.frames for name in frame_arrays(self._meta)}
         rows.update({f"segments/{c}": self.progress.segments for c in SEGMENT_COLUMNS})
+        rows.update({n: self.progress.segments for n in segment_vector_arrays(self._meta)})
         rows.update({f"tracks/{c}": self._tracks for c in TRACK_COLUMNS})
+        rows.update({n: self._tracks for n in track_vector_arrays(self._meta)})
         source = self._meta.get("source", {})
         name = source.get("path") if isinstance(source, dict) else None
         ome = ome_attributes(
@@ -406,6 +421,7 @@ class LabelStore:
         tracker_state: str | None = None,
         extra: dict[str, Any] | None = None,
         commit: bool = True,
+        embeddings: np.ndarray | None = None,
     ) -> None:
         """Append whole frames, and (by default) commit everything appended so far.
 
@@ -417,6 +433,9 @@ class LabelStore:
             extra: small JSON-able facts kept in the commit record (e.g. decode counters).
             commit: write the progress record now; otherwise the frames stay invisible (and
                 are dropped by a resume) until a later `commit`.
+            embeddings: (m, D) the segment rows' CLIP embeddings (search vectors). The first
+                block that has them makes the store keep them; a store made without them
+                (written before, or by a segmenter that gives none) stays without.
         """
         if self._lease is not None:
             check_held(self.path, self._lease)  # a fenced writer must not touch the data
@@ -438,6 +457,8 @@ class LabelStore:
         segment_rows = {**segments, "frame": local + t0}
         for name, dtype in SEGMENT_COLUMNS.items():
             self._append(f"segments/{name}", s0, np.asarray(segment_rows[name], dtype))
+        if embeddings is not None and m and self._keeps_vectors(embeddings, s0):
+            self._append(SEGMENT_EMBEDDING, s0, np.asarray(embeddings, np.float16))
         self._written = (t0 + n, s0 + m)
         if commit:
             self.commit(tracker_state, extra)
@@ -474,6 +495,41 @@ class LabelStore:
         if self._lease is not None:
             self._lease = renew(self.path, self._lease)
 
+    def _keeps_vectors(self, embeddings: np.ndarray, first_row: int) -> bool:
+        """Whether this store keeps search vectors, creating their arrays with the first
+        block that has them (only while no segment row was written without one)."""
+        dim = embedding_dim(self._meta)
+        if dim:
+            return True
+        if first_row > 0 or embeddings.ndim != 2 or embeddings.shape[1] == 0:
+            return False
+        dim = int(embeddings.shape[1])
+        table_chunk = int(self._group["segments"]["track_id"].chunks[0])
+        _create_vector_arrays(self._group, dim, table_chunk)
+        self._meta[EMBEDDING_DIM_KEY] = dim
+        self._members = None  # the consolidated metadata lists the new arrays
+        # Durable before any of their rows: a run killed from here on resumes with them.
+        names = [*segment_vector_arrays(self._meta), *track_vector_arrays(self._meta)]
+        sync_files(self.path, [f"{name}/zarr.json" for name in names])
+        self._write_root()
+        sync_files(self.path, ["zarr.json"])
+        return True
+
+    def _write_track_vectors(self) -> None:
+        """Each track's search vector and best view (video/track_vectors.py), from the
+        segments table and the segments' embeddings."""
+        reader = StoreReader(self.path)
+        vectors = summarize_track_vectors(reader.segments, reader.segment_embeddings())
+        columns = {TRACK_EMBEDDING: vectors.embeddings}
+        columns.update({f"tracks/{c}": vectors.best[c] for c in TRACK_BEST_COLUMNS})
+        for name, values in columns.items():
+            array = self._array(name)
+            array.resize((len(values), *array.shape[1:]))
+            if len(values):
+                array[:] = values
+            self._unsynced.add(f"{name}/zarr.json")
+            self._unsynced.update(written_files(array, name, 0, len(values)))
+
     def finish(self, **attrs: Any) -> None:
         """Trim the arrays to the committed counts, write the tracks table, mark done
         (commit first: uncommitted frames are dropped)."""
@@ -490,6 +546,8 @@ class LabelStore:
             self._unsynced.add(f"tracks/{name}/zarr.json")
             self._unsynced.update(written_files(array, f"tracks/{name}", 0, len(tracks[name])))
         self._tracks = len(tracks["track_id"])
+        if embedding_dim(self._meta):
+            self._write_track_vectors()
         self._meta.update(json.loads(json.dumps(attrs)))
         self._meta.update(
             status="done",
@@ -576,3 +634,33 @@ def _append(array: Any, start: int, values: np.ndarray) -> bool:
         array.resize((grown, *array.shape[1:]))
     array[start:stop] = values
     return resized
+
+
+def _create_vector_arrays(group: Any, dim: int, table_chunk: int) -> None:
+    """The search-vector arrays of a store (docs/FORMATS.md)."""
+    from zarr.codecs import ZstdCodec
+
+    for name, dims in ((SEGMENT_EMBEDDING, "segment"), (TRACK_EMBEDDING, "track")):
+        table, column = name.split("/")
+        group[table].create_array(
+            column,
+            shape=(0, dim),
+            chunks=(table_chunk, dim),
+            dtype="float16",
+            fill_value=0,
+            compressors=ZstdCodec(level=3),
+            dimension_names=(dims, "embedding"),
+            # Left by a run killed before it recorded them: they hold no committed row.
+            overwrite=True,
+        )
+    for column, dtype in TRACK_BEST_COLUMNS.items():
+        group["tracks"].create_array(
+            column,
+            shape=(0,),
+            chunks=(table_chunk,),
+            dtype=dtype,
+            fill_value=0,
+            compressors=ZstdCodec(level=3),
+            dimension_names=("track",),
+            overwrite=True,
+        )

@@ -33,6 +33,8 @@ from streamseg.video.store_schema import (
     TRACK_COLUMNS,
     Progress,
     frame_arrays,
+    segment_vector_arrays,
+    track_vector_arrays,
 )
 
 # What a run on a damaged store says to do.
@@ -114,9 +116,11 @@ def store_problems(
     others = [n for n in frame_arrays(attrs) if n != "labels" and not n.startswith("frames/")]
     tables += [Promise(name, progress.frames, done, skip) for name in others]
     tables += [Promise(f"segments/{c}", progress.segments, done, skip) for c in SEGMENT_COLUMNS]
+    tables += [Promise(n, progress.segments, done, skip) for n in segment_vector_arrays(attrs)]
     if done and "tracks" in attrs:
         rows = int(attrs["tracks"])
         tables += [Promise(f"tracks/{c}", rows, True, skip) for c in TRACK_COLUMNS]
+        tables += [Promise(n, rows, True, skip) for n in track_vector_arrays(attrs)]
     problems += check_promises(path, tables)
     if problems and not complete:
         return problems  # the labels' needs below come from the frames table
@@ -152,8 +156,10 @@ def undecodable_tables(
     if TIME_ARRAY in frame_arrays(meta):
         tables.append((TIME_ARRAY, progress.frames))
     tables += [(f"segments/{c}", progress.segments) for c in SEGMENT_COLUMNS]
+    tables += [(name, progress.segments) for name in segment_vector_arrays(meta)]
     if meta.get("status") == "done":
         tables += [(f"tracks/{c}", int(meta.get("tracks", 0))) for c in TRACK_COLUMNS]
+        tables += [(name, int(meta.get("tracks", 0))) for name in track_vector_arrays(meta)]
     problems = []
     for name, rows in tables:
         try:

@@ -24,11 +24,16 @@ from streamseg.video.store_schema import (
     ATTRS_KEY,
     FRAME_COLUMNS,
     SEGMENT_COLUMNS,
+    SEGMENT_EMBEDDING,
+    TRACK_BEST_COLUMNS,
     TRACK_COLUMNS,
+    TRACK_EMBEDDING,
+    embedding_dim,
     is_store,
     schema_of,
 )
 from streamseg.video.store_tracks import summarize_tracks
+from streamseg.video.track_vectors import TrackVectors, summarize_track_vectors
 
 # Most label bytes read at once by the iterators (a 4K int32 frame is 33 MB: one at a time).
 READ_BYTES = 64 << 20
@@ -147,6 +152,23 @@ class StoreReader:
             size = self._group["tracks"]["track_id"].shape[0]
             return self._table("tracks", TRACK_COLUMNS, size)
         return summarize_tracks(self.segments)
+
+    def segment_embeddings(self) -> np.ndarray:
+        """(N, D) float16: each segment row's CLIP embedding; (N, 0) in a store without."""
+        if not embedding_dim(self.attrs):
+            return np.zeros((self.num_segments, 0), np.float16)
+        return self._rows(SEGMENT_EMBEDDING, 0, self.num_segments)
+
+    def track_vectors(self) -> TrackVectors | None:
+        """Each track's search vector and best view, in the tracks table's order (written at
+        finish; derived from the segments before); None in a store without vectors."""
+        if not embedding_dim(self.attrs):
+            return None
+        if self.status == "done":
+            size = self._group["tracks"]["track_id"].shape[0]
+            best = {c: self._rows(f"tracks/{c}", 0, size) for c in TRACK_BEST_COLUMNS}
+            return TrackVectors(self._rows(TRACK_EMBEDDING, 0, size), best)
+        return summarize_track_vectors(self.segments, self.segment_embeddings())
 
     def track_span(self, track_id: int) -> tuple[int, int]:
         """First and last frame with a segment of the track (KeyError if it has none). A

@@ -97,6 +97,39 @@ def frame_arrays(attrs: dict[str, Any]) -> list[str]:
     return names
 
 
+# Search vectors (issue 21; docs/FORMATS.md), in stores whose attributes have `embedding_dim`:
+# segments/embedding (segment, dim) float16, each segment row's CLIP embedding, written with
+# the rows; at finish, per track (video/track_vectors.py) tracks/embedding (track, dim) and
+# the best view's columns.
+EMBEDDING_DIM_KEY = "embedding_dim"
+SEGMENT_EMBEDDING = "segments/embedding"
+TRACK_EMBEDDING = "tracks/embedding"
+TRACK_BEST_COLUMNS: dict[str, str] = {
+    "best_frame": "int64",  # row in frames of the track's best view: highest score x area
+    "best_x": "int32",  # its COCO box in label pixels
+    "best_y": "int32",
+    "best_w": "int32",
+    "best_h": "int32",
+}
+
+
+def embedding_dim(attrs: dict[str, Any]) -> int:
+    """D of the store's search vectors; 0 for a store without them."""
+    return int(attrs.get(EMBEDDING_DIM_KEY, 0))
+
+
+def segment_vector_arrays(attrs: dict[str, Any]) -> list[str]:
+    """Arrays with one row per segment besides the segments table's columns."""
+    return [SEGMENT_EMBEDDING] if embedding_dim(attrs) else []
+
+
+def track_vector_arrays(attrs: dict[str, Any]) -> list[str]:
+    """Arrays with one row per track besides the tracks table's columns (written at finish)."""
+    if not embedding_dim(attrs):
+        return []
+    return [TRACK_EMBEDDING, *(f"tracks/{c}" for c in TRACK_BEST_COLUMNS)]
+
+
 @dataclass(frozen=True)
 class Progress:
     """The commit record (progress.json)."""

@@ -7,7 +7,6 @@ The segmenting loop never waits on zarr or the video encoder unless the writer i
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -74,8 +73,14 @@ class StoreWriter:
 
     def close(self) -> None:
         """Finish the queued work; re-raise a writer error."""
-        with contextlib.suppress(Exception):
-            self.put(None)
+        # The end mark goes in even after a writer error (`put` would raise first): the
+        # thread drains the queue until it sees it, and joining it would wait forever.
+        while self._thread.is_alive():
+            try:
+                self._queue.put(None, timeout=0.1)
+                break
+            except queue.Full:
+                continue
         self._thread.join()
         if self.error is not None:
             raise self.error
@@ -109,7 +114,11 @@ class StoreWriter:
                 if block.commit is not None:
                     joined = join_blocks(pending)
                     self.store.write_block(
-                        joined.labels, joined.frames, joined.segments, commit=False
+                        joined.labels,
+                        joined.frames,
+                        joined.segments,
+                        commit=False,
+                        embeddings=joined.segment_embeddings,
                     )
                     pending.clear()
                     self.store.commit(block.commit.tracker_state, block.commit.facts)
