@@ -127,6 +127,14 @@ class LiveConfig:
     input_format: str | None = None  # FFmpeg format name (e.g. mpegts, matroska, v4l2)
     segment_duration: float | None = None  # roll over to a new store every N seconds
     max_frames: int | None = None  # stop after this many processed frames
+    rtsp_transport: str | None = None  # "tcp" or "udp" for rtsp:// (None: FFmpeg's choice)
+    # FFmpeg demuxer / protocol options passed through as given (--source-option KEY=VALUE);
+    # they win over streamseg's own (probe size, timeouts, transport).
+    source_options: dict[str, str] = field(default_factory=dict)
+    # Without dropping (--no-live) a real-time source (URL, device) is still read as it comes:
+    # decoded frames wait for the model in memory up to this many MiB, then the oldest are
+    # dropped (counted, with a warning). Standard input is a pipe: it waits for the model.
+    buffer_mib: float = 512.0
 
 
 @dataclass(frozen=True)

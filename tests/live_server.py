@@ -49,12 +49,20 @@ def write_ts(target: object, first: int, count: int, pace: bool, container: str 
 class StreamServer:
     """Serve `parts[k]` frames to the k-th connection, then stop accepting."""
 
-    def __init__(self, parts: Sequence[int], pace: bool = True, stall: bool = False) -> None:
+    def __init__(
+        self,
+        parts: Sequence[int],
+        pace: bool = True,
+        stall: bool = False,
+        restart_pts: bool = False,
+    ) -> None:
         """`stall`: after each part but the last, keep the connection open without sending
-        anything until the reader hangs up (a camera that stops sending)."""
+        anything until the reader hangs up (a camera that stops sending). `restart_pts`: each
+        connection's pts start at 0 again (a camera that restarted its clock)."""
         self.parts = list(parts)
         self.pace = pace
         self.stall = stall
+        self.restart_pts = restart_pts
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.bind(("127.0.0.1", 0))
         self._socket.listen(2)
@@ -72,7 +80,8 @@ class StreamServer:
             for part, count in enumerate(self.parts):
                 connection, _ = self._socket.accept()
                 try:
-                    write_ts(_SocketFile(connection), first, count, self.pace)
+                    start = 0 if self.restart_pts else first
+                    write_ts(_SocketFile(connection), start, count, self.pace)
                     if self.stall and part + 1 < len(self.parts):
                         connection.settimeout(20)
                         connection.recv(1)  # b"" once the reader hangs up

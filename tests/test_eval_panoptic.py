@@ -4,6 +4,7 @@ file inputs and their errors, and the `streamseg eval panoptic` JSON shape."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -275,10 +276,15 @@ def test_png_and_json_segments_must_agree(files):
         evaluate_coco_panoptic(gt_json, folder / "gt", pred_json, folder / "extra")
 
 
+@pytest.mark.slow
 def test_matches_panopticapi_when_installed(tmp_path):
-    """On random data our PQ equals panopticapi's exactly (runs where panopticapi is installed,
-    e.g. `pip install panopticapi-lite`; it agreed to 0.0 on 30 random datasets here)."""
-    evaluation = pytest.importorskip("panopticapi.evaluation")
+    """On random data our PQ equals panopticapi's exactly. `.ci/run` installs the reference
+    (`pip install --no-deps panopticapi-lite==0.2.0`: the original pq_compute; --no-deps keeps
+    its numpy<2 pin out) before the slow tests, and there a missing one is a failure."""
+    if os.environ.get("CI") == "true":
+        import panopticapi.evaluation as evaluation
+    else:
+        evaluation = pytest.importorskip("panopticapi.evaluation")
     rng = np.random.default_rng(11)
     categories = {c: {"id": c, "name": str(c), "isthing": int(c < 4)} for c in range(1, 7)}
     for trial in range(5):

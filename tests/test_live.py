@@ -64,7 +64,7 @@ def test_stale_frames_are_dropped_before_inference() -> None:
     source = LiveFrameSource("-", LiveSettings(max_latency=1.0), drop=True, clock=lambda: now[0])
     for index in range(5):  # arrive at t = 0.0, 0.5, 1.0, 1.5, 2.0
         now[0] = index * 0.5
-        source._push(_decoded(index))
+        source._push(_decoded(index), now[0])
     now[0] = 2.25  # frames that arrived before 1.25 s are too old
     taken = source.take(2)
     assert [item.decoded.index for item in taken] == [3, 4]
@@ -74,11 +74,11 @@ def test_stale_frames_are_dropped_before_inference() -> None:
     # always the newest one (unless older than max_latency itself)
     for index in range(5, 8):  # arrive at t = 2.5, 3.0, 3.5
         now[0] = 2.5 + (index - 5) * 0.5
-        source._push(_decoded(index))
+        source._push(_decoded(index), now[0])
     now[0] = 3.75
     assert [item.decoded.index for item in source.take(4, budget=0.5)] == [7]
     assert source.stats.dropped == 5
-    source._push(_decoded(8))  # arrives at 3.75
+    source._push(_decoded(8), now[0])  # arrives at 3.75
     now[0] = 4.8  # older than max_latency: dropped even alone
     source.stop()
     assert source.take(4, budget=0.0) == []
@@ -89,10 +89,33 @@ def test_pipe_mode_keeps_every_frame() -> None:
     now = [0.0]
     source = LiveFrameSource("-", LiveSettings(max_latency=0.1), drop=False, clock=lambda: now[0])
     for index in range(3):
-        source._push(_decoded(index))
+        source._push(_decoded(index), now[0])
     now[0] = 100.0
     assert [item.decoded.index for item in source.take(8)] == [0, 1, 2]
     assert source.stats.dropped == 0
+
+
+def test_keep_all_on_a_network_source_keeps_reading_while_the_model_waits() -> None:
+    """--no-live on a real-time source: the reader does not wait for the model (a camera or an
+    RTSP server does not wait either): all 60 frames are received while none is taken, then
+    every one is there, in order, none dropped."""
+    server = StreamServer([60])
+    source = LiveFrameSource(
+        server.url, LiveSettings(read_timeout=3.0), drop=False, queue_size=4
+    ).start()
+    try:
+        deadline = time.monotonic() + 20
+        while source.stats.ended is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert source.stats.received == 60 and source.stats.ended == "end of stream"
+        taken = []
+        while batch := source.take(8):
+            taken.extend(item.decoded.index for item in batch)
+        assert taken == list(range(60)) and source.stats.dropped == 0
+    finally:
+        source.stop()
+        source.join(5)
+        server.join()
 
 
 def test_live_stream_with_slow_model_drops_and_keeps_times(tmp_path: Path) -> None:
@@ -162,6 +185,30 @@ def test_reconnect_after_disconnect(tmp_path: Path) -> None:
     segments = reader.segments
     blue = segments["track_id"][segments["class_id"] == 1]
     assert len(blue) == 24 and len(set(blue.tolist())) == 1
+
+
+def test_times_keep_increasing_when_a_reconnect_restarts_the_pts(tmp_path: Path) -> None:
+    """The second connection starts its pts at 0 again: the store keeps the pts as sent, and
+    frames/time goes on increasing (the tracker ages tracks by it)."""
+    server = StreamServer([12, 12], pace=False, restart_pts=True)
+    summary = run_live(
+        server.url,
+        tmp_path / "cam.zarr",
+        config=_config(),
+        live=LiveSettings(live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=3.0),
+        segmenter=FakeSegmenter(),
+        handle_signals=False,
+    )
+    server.join()
+    reader = open_store(tmp_path / "cam.zarr")
+    assert summary.connects == 2 and reader.num_frames == 24
+    pts, times = reader.frames["pts"], reader.frames["time"]
+    assert pts[12] < pts[11]  # the source's clock restarted
+    assert np.all(np.diff(times) > 0)
+    # within each connection the times step by the frame interval, as the pts do
+    np.testing.assert_allclose(np.diff(times[:12]), 1 / 25, atol=1e-6)
+    np.testing.assert_allclose(np.diff(times[12:]), 1 / 25, atol=1e-6)
+    assert times[12] - times[11] >= 1 / 25 - 1e-6
 
 
 def test_unreachable_source_is_a_user_error(tmp_path: Path) -> None:
@@ -279,6 +326,11 @@ def _wait_for_frames(store: Path, count: int, seconds: float = 60.0) -> None:
     raise AssertionError(f"{store}: fewer than {count} frames committed in {seconds} s")
 
 
+def _json_summary(stderr: bytes) -> dict:
+    """The --json summary of a live run: the last line of its stderr (stdout is for events)."""
+    return json.loads(stderr.decode().strip().splitlines()[-1])
+
+
 def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) -> None:
     server = StreamServer([600, 600, 600])  # 24 s each: far longer than the test waits
     out = tmp_path / "cam.zarr"
@@ -300,7 +352,8 @@ def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) ->
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr.decode()
-    summary = json.loads(stdout)
+    assert stdout == b""  # the summary is on stderr, always
+    summary = _json_summary(stderr)
     assert summary["ended"] == "interrupted"
     reader = open_store(out)
     assert reader.status == "done"
@@ -324,7 +377,7 @@ def test_sigint_stops_cleanly_and_second_sigint_exits_at_once(tmp_path: Path) ->
         if process.poll() is None:
             process.kill()
     assert process.returncode == 0, stderr.decode()
-    assert json.loads(stdout)["ended"] == "terminated"
+    assert _json_summary(stderr)["ended"] == "terminated"
     reader = open_store(third)
     assert reader.status == "done" and reader.attrs["live"]["state"] == "terminated"
 

@@ -146,7 +146,8 @@ def test_cli_live_run_with_preset_and_override(
     argv = ["run", server.url, "--out", str(out), "--pipeline", str(preset), "--json"]
     assert main([*argv, "--max-latency", "0.75", "--read-timeout", "3"]) == 0
     server.join()
-    summary = json.loads(capsys.readouterr().out)
+    # A live run's summary is on stderr, --json too (issue 22): its last line.
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert summary["frames"] == 6 and summary["dropped"] == 0
     live = open_store(out).attrs["settings"]["live"]
     assert live["max_latency"] == 0.75 and live["read_timeout"] == 3.0

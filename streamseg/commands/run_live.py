@@ -59,6 +59,19 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
     )
     live.add_argument("--input-format", help="FFmpeg input format (e.g. mpegts, matroska, v4l2)")
     live.add_argument(
+        "--rtsp-transport",
+        choices=("tcp", "udp"),
+        help="rtsp:// over TCP (interleaved; through firewalls, no loss) or UDP (default: "
+        "FFmpeg's, UDP first)",
+    )
+    live.add_argument(
+        "--source-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an FFmpeg option for opening the source, passed as given (repeatable), e.g. "
+        "--source-option buffer_size=4194304 or --source-option stimeout=3000000",
+    )
+    live.add_argument(
         "--segment-duration",
         type=float,
         help="start a new numbered store (OUT-0001.zarr, ...) every N seconds of stream",
@@ -85,8 +98,23 @@ def with_live_flags(config: RunConfig, args: argparse.Namespace) -> RunConfig:
             "input_format": args.input_format,
             "segment_duration": args.segment_duration,
             "max_frames": config.decode.max_frames,
+            "rtsp_transport": args.rtsp_transport,
+            "source_options": _source_options(args.source_option, config.live.source_options),
         }
     )
+
+
+def _source_options(given: list[str] | None, preset: dict[str, str]) -> dict[str, str] | None:
+    """--source-option KEY=VALUE flags over the preset's `[live.source_options]`."""
+    if not given:
+        return None
+    options = dict(preset)
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--source-option: expected KEY=VALUE, got {item!r}")
+        options[key.strip()] = value
+    return options
 
 
 def check_live_flags(args: argparse.Namespace, live_source: bool) -> None:
@@ -97,10 +125,16 @@ def check_live_flags(args: argparse.Namespace, live_source: bool) -> None:
     """
     source = args.source
     if not live_source:
-        if args.segment_duration or args.events or args.live is True:
+        if (
+            args.segment_duration
+            or args.events
+            or args.live is True
+            or args.rtsp_transport
+            or args.source_option
+        ):
             raise UserError(
-                f"{source}: --live, --segment-duration and --events apply to live sources "
-                "(a URL, a capture device, or - for stdin)"
+                f"{source}: --live, --segment-duration, --events, --rtsp-transport and "
+                "--source-option apply to live sources (a URL, a capture device, or - for stdin)"
             )
         return
     if not args.out:
@@ -112,8 +146,9 @@ def check_live_flags(args: argparse.Namespace, live_source: bool) -> None:
 def print_live_summary(
     summary: LiveSummary, args: argparse.Namespace, caught: Sequence[warnings.WarningMessage]
 ) -> None:
-    """The summary of a live run: on stdout, or on stderr when stdout carries --events."""
-    report = sys.stderr if args.events else sys.stdout
+    """The summary of a live run (a line, or with --json one JSON line), on stderr always:
+    a live run's output is the store, and stdout may carry the --events feed."""
+    report = sys.stderr
     for warning in caught:
         print(f"streamseg run: warning: {warning.message}", file=sys.stderr)
     for message in summary.warnings:

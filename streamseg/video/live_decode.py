@@ -2,13 +2,20 @@
 
 `LiveFrameSource` decodes a live input in a background thread and hands frames to the model:
 - live mode (`drop=True`): only the newest frames are kept; a frame that has waited longer than
-  `max_latency` seconds since it was decoded is dropped *before* inference (and counted), so the
-  pipeline never works on frames older than that however slow the model is;
-- pipe mode (`drop=False`, the default for stdin): a bounded queue that blocks the decoder, so
-  every frame is processed (a piped file is read at the model's pace).
+  `max_latency` seconds since its packet was received is dropped *before* inference (and
+  counted), so the pipeline never works on frames older than that however slow the model is;
+- keep-all mode (`drop=False`): on standard input, a bounded queue that blocks the decoder, so
+  every frame is processed (a piped file is read at the model's pace); on a real-time source
+  (URL, device), which does not wait, the reader never blocks: frames wait in memory up to
+  `buffer_mib`, and past that the oldest are dropped, counted and said in a warning.
+
+A frame's arrival is the time its (last) packet came out of the demuxer, not when decoding
+finished: a decoder that holds frames back (threads, reordering) does not make them look fresh.
 
 Frames are numbered by every frame decoded (`Frame.index`), so dropped frames show as gaps in
-the store's `frames/index`, and they keep their own timestamps (pts x time base).
+the store's `frames/index`. Their time is the pts x time base, kept increasing across a
+reconnect or a wrap of the pts (the source's clock restarting): a frame whose time would go back
+continues after the last one by the wall time that passed (at least one frame interval).
 
 A stream that ends, stalls (no data for `read_timeout` s) or fails is reopened with exponential
 backoff when `reconnect` is set, until it has been gone for `reconnect_timeout` seconds.
@@ -52,6 +59,10 @@ LIVE_BUFFER_FRAMES = 64
 # Probe little before the first frame (low start-up latency on live inputs). Not "fflags
 # nobuffer": it loses the first frame of an MPEG-TS stream (the probed packets).
 PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "500000"}
+RTSP_SCHEMES = ("rtsp", "rtsps")
+RTSP_TRANSPORTS = ("tcp", "udp")
+# Packets whose frame has not come out of the decoder yet, remembered for their arrival time.
+PENDING_PACKETS = 256
 
 
 # The `live` section of `RunConfig`, under the name the live code has used since before it was
@@ -88,12 +99,33 @@ def live_default(source: str | Path, settings: LiveSettings) -> bool:
     return source_kind(source) in ("network", "device")
 
 
+def container_options(source: str | Path, settings: LiveSettings) -> dict[str, str]:
+    """The FFmpeg options a live input is opened with (the user's `source_options` win)."""
+    options = dict(PROBE_OPTIONS)
+    scheme = os.fspath(source).partition("://")[0].lower()
+    if settings.rtsp_transport is not None and scheme in RTSP_SCHEMES:
+        options["rtsp_transport"] = settings.rtsp_transport
+    options.update({str(key): str(value) for key, value in settings.source_options.items()})
+    return options
+
+
+def check_live_settings(settings: LiveSettings) -> None:
+    """UserError for live settings no run can use (before anything is opened)."""
+    if settings.rtsp_transport is not None and settings.rtsp_transport not in RTSP_TRANSPORTS:
+        raise UserError(f"--rtsp-transport: must be tcp or udp, got {settings.rtsp_transport!r}")
+    if not settings.buffer_mib > 0:
+        raise UserError(f"[live] buffer_mib: must be more than 0, got {settings.buffer_mib}")
+    for key in settings.source_options:
+        if not key or "=" in key:
+            raise UserError(f"--source-option: not a KEY=VALUE option name: {key!r}")
+
+
 def open_container(source: str | Path, settings: LiveSettings) -> Any:
     """av.open a live input (raises av.error.FFmpegError / OSError as they come)."""
     import av
 
     kind = source_kind(source)
-    options = dict(PROBE_OPTIONS)
+    options = container_options(source, settings)
     if kind == "stdin":
         # A pipe: no timeout (reads block in Python); the format is probed unless given.
         return av.open(sys.stdin.buffer, format=settings.input_format, options=options)
@@ -110,10 +142,32 @@ def open_container(source: str | Path, settings: LiveSettings) -> Any:
 
 @dataclass
 class LiveFrame:
-    """A decoded frame waiting for the model, with the monotonic time it arrived."""
+    """A decoded frame waiting for the model, with the monotonic time its packet arrived."""
 
     decoded: DecodedFrame
     arrived: float
+    nbytes: int = 0  # memory the decoded picture holds while it waits
+
+
+class StreamClock:
+    """Frame times that keep increasing across reconnects and pts wraps (see module doc)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._offset = 0.0
+        self._last: float | None = None  # last time given
+        self._last_wall = 0.0
+
+    def time(self, raw: float, interval: float) -> float:
+        """The time of a frame whose own time is `raw` s; `interval`: 1 / frame rate."""
+        wall = self._clock()
+        seconds = raw + self._offset
+        if self._last is not None and seconds <= self._last:
+            gap = max(interval, wall - self._last_wall)
+            self._offset += self._last + gap - seconds
+            seconds = self._last + gap
+        self._last, self._last_wall = seconds, wall
+        return seconds
 
 
 @dataclass
@@ -121,7 +175,8 @@ class LiveStats:
     """Counters of a live source (read them while it runs)."""
 
     received: int = 0  # frames decoded
-    dropped: int = 0  # frames dropped before inference (too old)
+    dropped: int = 0  # frames dropped before inference (too old, or over the buffer)
+    overflowed: int = 0  # of those: dropped because the keep-all buffer was full
     taken: int = 0  # frames handed to the model
     connects: int = 0  # successful opens (1 + reconnects)
     failures: int = 0  # opens that failed, stalls and stream errors
@@ -155,8 +210,12 @@ class LiveFrameSource:
         self.time_base: Fraction | None = None
         self.rate: Fraction | None = None
         self._clock = clock
+        # Keep-all on a real-time source: never block its reader (bounded by memory instead).
+        self._realtime = not drop and source_kind(self.source) != "stdin"
         self._capacity = LIVE_BUFFER_FRAMES if drop else max(1, queue_size)
         self._buffer: collections.deque[LiveFrame] = collections.deque()
+        self._buffered_bytes = 0
+        self._stream_clock = StreamClock(clock)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -185,7 +244,7 @@ class LiveFrameSource:
             while True:
                 self._drop_stale(budget)
                 if self._buffer:
-                    frames = [self._buffer.popleft() for _ in range(min(count, len(self._buffer)))]
+                    frames = [self._pop_oldest() for _ in range(min(count, len(self._buffer)))]
                     self.stats.taken += len(frames)
                     self._cond.notify_all()
                     return frames
@@ -204,36 +263,58 @@ class LiveFrameSource:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    def _pop_oldest(self) -> LiveFrame:
+        item = self._buffer.popleft()
+        self._buffered_bytes -= item.nbytes
+        return item
+
     def _drop_stale(self, budget: float | None = None) -> None:
         if not self.drop:
             return
         now = self._clock()
         limit = now - (self.settings.max_latency if budget is None else budget)
         while len(self._buffer) > 1 and self._buffer[0].arrived < limit:
-            self._buffer.popleft()
+            self._pop_oldest()
             self.stats.dropped += 1
         if self._buffer and self._buffer[0].arrived < now - self.settings.max_latency:
-            self._buffer.popleft()  # even alone, too old (the source stalled)
+            self._pop_oldest()  # even alone, too old (the source stalled)
             self.stats.dropped += 1
 
     # ---------------------------------------------------------------- producer side
-    def _push(self, decoded: DecodedFrame) -> bool:
-        """Queue a frame; False once stopped."""
+    def _push(self, decoded: DecodedFrame, arrived: float, nbytes: int = 0) -> bool:
+        """Queue a frame whose packet arrived at `arrived`; False once stopped."""
         with self._cond:
-            if self.drop:
-                self._buffer.append(LiveFrame(decoded, self._clock()))
-                while len(self._buffer) > self._capacity:
-                    self._buffer.popleft()
-                    self.stats.dropped += 1
-                self._drop_stale()
-            else:
+            if not self.drop and not self._realtime:
+                # A pipe: wait for room (the writer on the other end waits with us).
                 while len(self._buffer) >= self._capacity and not self._stop.is_set():
                     self._cond.wait(0.1)
                 if self._stop.is_set():
                     return False
-                self._buffer.append(LiveFrame(decoded, self._clock()))
+            self._buffer.append(LiveFrame(decoded, arrived, nbytes))
+            self._buffered_bytes += nbytes
+            if self.drop:
+                while len(self._buffer) > self._capacity:
+                    self._pop_oldest()
+                    self.stats.dropped += 1
+                self._drop_stale()
+            elif self._realtime:
+                self._drop_overflow()
             self._cond.notify_all()
         return not self._stop.is_set()
+
+    def _drop_overflow(self) -> None:
+        """Keep-all mode on a real-time source: the oldest frames go once over `buffer_mib`."""
+        limit = self.settings.buffer_mib * 2**20
+        while len(self._buffer) > 1 and self._buffered_bytes > limit:
+            self._pop_oldest()
+            self.stats.dropped += 1
+            self.stats.overflowed += 1
+            if self.stats.overflowed == 1:
+                self.stats.warnings.append(
+                    f"{self.source}: the model is slower than this real-time source and "
+                    f"{self.settings.buffer_mib:g} MiB of frames are waiting: dropping the "
+                    "oldest (--live drops by age instead, see --max-latency)"
+                )
 
     def _finish(self, reason: str, error: BaseException | None = None) -> None:
         with self._cond:
@@ -301,8 +382,11 @@ class LiveFrameSource:
         video = videos[0]
         self.time_base = video.time_base or Fraction(1, 90000)
         self.rate = video.average_rate or video.guessed_rate
+        interval = float(1 / self.rate) if self.rate else 1 / 25
         got = False
         failure: str | None = None
+        # pts -> when its packet came out of the demuxer (the decoder may hold frames back).
+        arrivals: dict[int, float] = {}
         packets = container.demux(video)
         while not self._stop.is_set():
             try:
@@ -313,6 +397,11 @@ class LiveFrameSource:
                 # A lost connection (or a stall past read_timeout): flush what the decoder holds.
                 failure = f"{self.source}: stream lost ({_reason(error)})"
                 packet = None
+            received = self._clock()
+            if packet is not None and packet.pts is not None:
+                arrivals[packet.pts] = received
+                if len(arrivals) > PENDING_PACKETS:
+                    del arrivals[next(iter(arrivals))]
             try:
                 frames = video.decode(packet)
             except av.error.FFmpegError:
@@ -323,21 +412,35 @@ class LiveFrameSource:
                 self.stats.received += 1
                 turns = _quarter_turns(frame.rotation)
                 size = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
-                seconds = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+                raw = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
                 decoded = DecodedFrame(
                     index=index,
                     pts=frame.pts,
-                    time=seconds,
+                    time=self._stream_clock.time(raw, interval),
                     source_size=size,
                     keyframe=bool(frame.key_frame),
                     corrupt=bool(frame.is_corrupt),
                     convert_image=_converter(frame, turns, scalers),
                 )
-                if not self._push(decoded):
+                arrived = _arrival(arrivals, frame.pts, received)
+                nbytes = sum(plane.buffer_size for plane in frame.planes)
+                if not self._push(decoded, arrived, nbytes):
                     return got, index, None
             if packet is None or (packet.size == 0 and packet.pts is None):
                 break
         return got, index, failure
+
+
+def _arrival(arrivals: dict[int, float], pts: int | None, default: float) -> float:
+    """When the packet of the frame with `pts` arrived (else `default` or an older packet's
+    time). Forgets it and any packet before it in presentation order: frames come out of the
+    decoder in that order, so those are done (or were lost)."""
+    if pts is None:
+        return default
+    arrived = arrivals.pop(pts, None)
+    for older in [key for key in arrivals if key < pts]:
+        default = min(default, arrivals.pop(older))
+    return default if arrived is None else arrived
 
 
 def _reason(error: BaseException) -> str:

@@ -34,10 +34,21 @@ import numpy as np
 
 from streamseg.config import LiveConfig, RunConfig
 from streamseg.errors import UserError
-from streamseg.model.segmenter_like import SegmenterLike, segmenter_input_size
+from streamseg.model.segmenter_like import (
+    SegmenterLike,
+    segmenter_device,
+    segmenter_input_size,
+)
 from streamseg.video.block import Commit, StoreBlock
 from streamseg.video.events import EventWriter, frame_event
-from streamseg.video.live_decode import LiveFrameSource, live_default, source_kind
+from streamseg.video.live_budget import BatchTimes
+from streamseg.video.live_decode import (
+    LiveFrameSource,
+    check_live_settings,
+    live_default,
+    source_kind,
+)
+from streamseg.video.live_threads import ModelThreads
 from streamseg.video.run_setup import (
     RunModel,
     check_run_settings,
@@ -145,6 +156,7 @@ def run_live(
         raise UserError(f"--max-latency: must be more than 0, got {live.max_latency}")
     if live.segment_duration is not None and live.segment_duration <= 0:
         raise UserError(f"--segment-duration: must be more than 0, got {live.segment_duration}")
+    check_live_settings(live)
     scale = config.store.label_scale
     rolling = live.segment_duration is not None
     first_path = numbered_store(out, 1) if rolling else out
@@ -185,7 +197,8 @@ def run_live(
     number = 0
     last_commit = time.monotonic()
     since_commit = 0
-    batch_seconds = 0.0  # running mean of the seconds a batch takes (convert + model)
+    batch_times = BatchTimes()  # seconds a batch takes (convert + model), recent median
+    threads: ModelThreads | None = None  # torch's CPU threads, fitted to the free cores
     ended = ""
     segment_began: float | None = None
     error: BaseException | None = None
@@ -262,8 +275,8 @@ def run_live(
                     ended = "max frames"
                     break
             # Frames must finish within max_latency of arriving: leave room for the expected
-            # processing time of a batch (running mean of the last ones).
-            batch = frames.take(want, budget=live.max_latency - batch_seconds)
+            # processing time of a batch.
+            batch = frames.take(want, budget=live.max_latency - batch_times.expected(want))
             if not batch:
                 ended = signals.requested or frames.stats.ended or "end of stream"
                 break
@@ -289,14 +302,17 @@ def run_live(
                     config.model.precision,
                 )
                 segment_began = time.monotonic()
+                if str(segmenter_device(model.segmenter)) == "cpu":
+                    threads = ModelThreads.for_torch()
+            if threads is not None:
+                threads.update()
             took_at = time.monotonic()
             converted = [
                 item.decoded.convert(input_size, overlay_writer is not None) for item in batch
             ]
             results = stage.segment(converted)
             done_at = time.monotonic()
-            spent = done_at - took_at
-            batch_seconds = spent if not latencies else 0.7 * batch_seconds + 0.3 * spent
+            batch_times.record(len(batch), done_at - took_at)
             block: list[TrackedFrame] = []
             for item, frame, seg in zip(batch, converted, results, strict=True):
                 if slot is None:
@@ -343,6 +359,8 @@ def run_live(
     finally:
         frames.stop()
         signals.restore()
+        if threads is not None:
+            threads.restore()
         try:
             if slot is not None:
                 if error is None:
