@@ -356,8 +356,8 @@ def search_runs(
 ) -> SearchResult:
     """Tracks of the page's finished video runs made by `segmenter`'s model, ranked by
     `query` (streamseg.search); thumbnails are written to `out_dir`."""
-    from streamseg.search.query import search
-    from streamseg.search.thumbnails import write_thumbnails
+    from streamseg.catalog.query import search
+    from streamseg.catalog.thumbnails import write_thumbnails
     from streamseg.video.store import store_status
     from streamseg.video.store_reader import StoreReader
 

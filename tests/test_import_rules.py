@@ -20,35 +20,35 @@ PACKAGE = Path(__file__).resolve().parents[1] / "streamseg"
 # module prefix -> prefixes it must never import (the layer rules above)
 FORBIDDEN = {
     "streamseg.model": (
-        "streamseg.search",
+        "streamseg.catalog",
         "streamseg.video", "streamseg.commands", "streamseg.app", "streamseg.batch",
         "streamseg.bench", "streamseg.train", "streamseg.synthetic", "streamseg.eval",
         "streamseg.cli",
     ),
     "streamseg.video": (
-        "streamseg.search",
+        "streamseg.catalog",
         "streamseg.commands", "streamseg.app", "streamseg.batch", "streamseg.bench",
         "streamseg.train", "streamseg.synthetic", "streamseg.eval", "streamseg.cli",
     ),
     "streamseg.train": (
-        "streamseg.search",
+        "streamseg.catalog",
         "streamseg.video", "streamseg.commands", "streamseg.app", "streamseg.batch",
         "streamseg.bench", "streamseg.cli",
     ),
     "streamseg.eval": (
-        "streamseg.search",
+        "streamseg.catalog",
         "streamseg.commands", "streamseg.app", "streamseg.batch", "streamseg.bench",
         "streamseg.train", "streamseg.synthetic", "streamseg.cli",
     ),
     "streamseg.synthetic": (
-        "streamseg.search",
+        "streamseg.catalog",
         "streamseg.video", "streamseg.model", "streamseg.commands", "streamseg.app",
         "streamseg.batch", "streamseg.bench", "streamseg.train", "streamseg.eval",
         "streamseg.cli",
     ),
     "streamseg.batch": ("streamseg.commands", "streamseg.app", "streamseg.cli"),
     "streamseg.bench": ("streamseg.commands", "streamseg.app", "streamseg.cli"),
-    "streamseg.search": (
+    "streamseg.catalog": (
         "streamseg.commands", "streamseg.app", "streamseg.cli", "streamseg.batch",
         "streamseg.bench",
     ),

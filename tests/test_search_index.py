@@ -1,4 +1,4 @@
-"""The search index (streamseg/search/index.py, query.py) on made-up stores' tracks: round trip,
+"""The search index (streamseg/catalog/index.py, query.py) on made-up stores' tracks: round trip,
 incremental updates, replacement and compaction, a planted track found, a mixed model refused,
 and an update killed halfway leaving the previous index intact."""
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamseg.catalog.index import IndexInfo, add_to_index, open_index
+from streamseg.catalog.query import stores_as_index, top_rows
+from streamseg.catalog.store_tracks import StoreTracks
 from streamseg.errors import UserError
-from streamseg.search.index import IndexInfo, add_to_index, open_index
-from streamseg.search.query import stores_as_index, top_rows
-from streamseg.search.store_tracks import StoreTracks
 
 DIM = 8
 
@@ -108,7 +108,7 @@ def test_a_planted_track_is_found_first(tmp_path: Path) -> None:
 
 
 def test_ranking_matches_a_plain_sort_across_chunks(monkeypatch) -> None:
-    import streamseg.search.query as query_module
+    import streamseg.catalog.query as query_module
 
     monkeypatch.setattr(query_module, "CHUNK_ROWS", 7)  # many chunks, merged
     rng = np.random.default_rng(3)

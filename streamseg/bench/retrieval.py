@@ -98,12 +98,12 @@ def measure_retrieval(
 ) -> dict[str, Any]:
     """Run the three groups (see the module docstring) and return their results."""
     from streamseg.bench.quality import class_split, generate_validation
+    from streamseg.catalog.query import encode_query, stores_as_index, top_rows
+    from streamseg.catalog.store_tracks import read_store_tracks
     from streamseg.config import RunConfig
     from streamseg.eval.formats import iter_vipseg_videos, read_categories, read_json
     from streamseg.model.vocab import Vocabulary, builtin_vocabulary
     from streamseg.panoptic_png import read_panoptic_png
-    from streamseg.search.query import encode_query, stores_as_index, top_rows
-    from streamseg.search.store_tracks import read_store_tracks
     from streamseg.video.pipeline import run_video
 
     began = time.monotonic()
@@ -207,9 +207,9 @@ def search_speed(rows: int, dim: int, repeats: int = 3, folder: str | Path | Non
     index was written (tracks/s)."""
     import tempfile
 
-    from streamseg.search.index import add_to_index, open_index
-    from streamseg.search.query import top_rows
-    from streamseg.search.store_tracks import StoreTracks
+    from streamseg.catalog.index import add_to_index, open_index
+    from streamseg.catalog.query import top_rows
+    from streamseg.catalog.store_tracks import StoreTracks
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:

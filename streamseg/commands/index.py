@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
     from dataclasses import asdict
 
-    from streamseg.search.index import update_index
+    from streamseg.catalog.index import update_index
 
     if args.workers < 0:
         raise UserError(f"--workers: must be at least 0, got {args.workers}")

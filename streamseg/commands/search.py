@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
     from dataclasses import asdict
 
-    from streamseg.search.query import search
+    from streamseg.catalog.query import search
 
     if args.top < 1:
         raise UserError(f"--top: must be at least 1, got {args.top}")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     hits = search(args.sources, args.query, args.top, segmenter=segmenter, device=args.device)
     pictures: list[str | None] = [None] * len(hits)
     if args.thumbnails:
-        from streamseg.search.thumbnails import write_thumbnails
+        from streamseg.catalog.thumbnails import write_thumbnails
 
         pictures = [str(p) if p else None for p in write_thumbnails(hits, args.thumbnails)]
     if args.json:

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from streamseg.catalog.store_tracks import StoreTracks, read_store_tracks, store_signature
 from streamseg.errors import UserError
-from streamseg.search.store_tracks import StoreTracks, read_store_tracks, store_signature
 
 INDEX_FILE = "index.json"
 FORMAT = "streamseg-index"

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.errors import UserError
-from streamseg.search.index import (
+from streamseg.catalog.index import (
     INDEX_FILE,
     TRACK_DTYPE,
     IndexArrays,
@@ -25,7 +24,8 @@ from streamseg.search.index import (
     find_stores,
     open_index,
 )
-from streamseg.search.store_tracks import StoreTracks, read_store_tracks
+from streamseg.catalog.store_tracks import StoreTracks, read_store_tracks
+from streamseg.errors import UserError
 
 CHUNK_ROWS = 1 << 17  # rows scored per step: bounded memory over a memory-mapped index
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamseg.search.query import SearchHit
+from streamseg.catalog.query import SearchHit
 from streamseg.video.draw import label_boundaries, outline_width, resize_labels, track_color
 from streamseg.video.store_reader import StoreReader
 
