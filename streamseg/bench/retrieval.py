@@ -135,6 +135,7 @@ def measure_retrieval(
 
     def run_all(vocabulary: Vocabulary, tag: str) -> tuple[list[Any], list[dict[int, int]]]:
         segmenter.set_vocabulary(vocabulary)
+        (out / tag).mkdir(parents=True, exist_ok=True)
         tracks, truths = [], []
         for video, frames in zip(videos, truth_frames, strict=True):
             store = out / tag / f"{video.video_id}.zarr"
@@ -260,3 +261,42 @@ def search_speed(rows: int, dim: int, repeats: int = 3, folder: str | Path | Non
         "query_seconds": seconds[1:],
         "indexing_tracks_per_second": rows / indexing,
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m streamseg.bench.retrieval --out DIR`: the three groups' mAP with the default
+    (or a named) model, and the search speed over synthetic indexes; JSON on stdout."""
+    import argparse
+    import json
+    import sys
+
+    from streamseg.bench.quality import load_model
+
+    defaults = RetrievalSettings()
+    parser = argparse.ArgumentParser(prog="python -m streamseg.bench.retrieval")
+    parser.add_argument("--out", required=True, help="folder of the generated videos and stores")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--videos", type=int, default=defaults.videos)
+    parser.add_argument("--frames", type=int, default=defaults.frames)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--speed-rows", type=int, default=1_000_000, help="tracks of the speed test (0: none)"
+    )
+    parser.add_argument("--speed-dims", default="256,768", help="vector sizes of the speed test")
+    args = parser.parse_args(argv)
+    settings = RetrievalSettings(videos=args.videos, frames=args.frames, seed=args.seed)
+    segmenter = load_model(args.model, args.device)
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    report = measure_retrieval(settings, args.out, segmenter, say=say)
+    if args.speed_rows > 0:
+        report["speed"] = [
+            search_speed(args.speed_rows, int(dim), folder=args.out)
+            for dim in args.speed_dims.split(",")
+        ]
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
