@@ -236,3 +236,41 @@ def test_data_is_fsynced_before_the_commit_record_replaces(
         assert path / data in synced, data
     assert path / "labels/c/0/0" in synced  # the folder of a renamed chunk file
     assert ("fsync", str(path)) in events[commit:]  # the rename, durable
+
+
+def test_a_live_run_that_fails_while_finishing_gives_the_lease_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live loop's error path: even when finishing the store fails, the lease goes back
+    before the call returns, not at process exit."""
+    from fake_segmenter import make_fake
+    from live_server import StreamServer
+
+    from streamseg.config import ModelSettings, RunConfig
+    from streamseg.video import store_lease
+    from streamseg.video.pipeline import run_video
+
+    segmenter = make_fake()
+    calls = {"n": 0}
+    original = segmenter.segment
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("model failed")
+        return original(*args, **kwargs)
+
+    def broken_finish(self, **_attrs):
+        raise OSError("disk full while finishing")
+
+    monkeypatch.setattr(segmenter, "segment", failing)
+    monkeypatch.setattr(LabelStore, "finish", broken_finish)
+    server = StreamServer([40], pace=False)
+    store = tmp_path / "cam.zarr"
+    config = RunConfig(model=ModelSettings(batch_size=1))
+    with pytest.raises((RuntimeError, OSError)):
+        run_video(server.url, store, config=config, segmenter=segmenter)
+    server.join()
+    assert calls["n"] == 3
+    assert not (store / LEASE_FILE).exists()
+    assert store not in store_lease._HELD.values()

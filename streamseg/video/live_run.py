@@ -366,11 +366,15 @@ def run_live(
                 if error is None:
                     close_slot(slot, ended)
                 else:
-                    # Keep what was committed; finishing trims to the last commit.
+                    # Keep what was committed; finishing trims to the last commit. The lease
+                    # goes back even when finishing fails (a library caller lives on).
                     try:
                         slot.writer.close()
                     finally:
-                        slot.store.finish(live=_live_facts(frames, slot, ended))
+                        try:
+                            slot.store.finish(live=_live_facts(frames, slot, ended))
+                        finally:
+                            slot.store.close()
         finally:
             if overlay_writer is not None:
                 overlay_writer.close()
