@@ -110,7 +110,8 @@ def reference_frame_segmentation(
 
     Args:
         raw: "class_probs" (Q, C+1), "mask_logits" (Q, h, w), "embeddings" (Q, D),
-            "image_size" and "padded_size".
+            "image_size" and "padded_size"; optional "valid" (Q,) bool: an invalid query's
+            embedding counts as a zero row (a segment of invalid queries only: zeros).
     """
     mask_cls = class_logits_from_probs(raw["class_probs"])
     low = raw["mask_logits"]
@@ -123,6 +124,8 @@ def reference_frame_segmentation(
     )
     boxes, areas = boxes_and_areas(panoptic, [s.id for s in segments])
     embeddings = raw["embeddings"]
+    if raw.get("valid") is not None:
+        embeddings = torch.where(raw["valid"][:, None], embeddings, torch.zeros_like(embeddings))
     rows, out_segments = [], []
     for segment, box, area in zip(segments, boxes, areas, strict=True):
         rows.append(F.normalize(embeddings[list(segment.queries)].mean(0), dim=-1))
@@ -153,6 +156,7 @@ def raw_frames(raw: dict[str, Any]) -> list[dict[str, Any]]:
             "class_probs": raw["class_probs"][i],
             "mask_logits": raw["mask_logits"][i],
             "embeddings": raw["embeddings"][i],
+            "valid": raw["valid"][i] if "valid" in raw else None,
             "image_size": raw["image_sizes"][i],
             "padded_size": raw["padded_sizes"][i],
         }

@@ -68,19 +68,24 @@ def run_both(
     is_thing: torch.Tensor,
     thresholds: tuple[float, float] = (0.0, 0.8),
     dim: int = 8,
+    valid: torch.Tensor | None = None,
+    embeddings: torch.Tensor | None = None,
 ) -> tuple[list[FrameSegmentation], list[FrameSegmentation]]:
     """The batched path on (B, Q, C+1) probabilities and (B, Q, h, w) logits, and the
-    reference frame by frame; embeddings are random unit rows."""
-    generator = torch.Generator().manual_seed(1)
-    embeddings = F.normalize(torch.randn(*probs.shape[:2], dim, generator=generator), dim=-1)
+    reference frame by frame; embeddings are random unit rows unless given; `valid` (B, Q)
+    bool: FC-CLIP's per-query flag (None: all valid)."""
+    if embeddings is None:
+        generator = torch.Generator().manual_seed(1)
+        embeddings = F.normalize(torch.randn(*probs.shape[:2], dim, generator=generator), dim=-1)
     settings = PanopticSettings(is_thing, *thresholds)
-    got = frame_segmentations(probs, list(low), embeddings, sizes, settings)
+    got = frame_segmentations(probs, list(low), embeddings, sizes, settings, valid)
     want = [
         reference_frame_segmentation(
             {
                 "class_probs": probs[b],
                 "mask_logits": low[b],
                 "embeddings": embeddings[b],
+                "valid": None if valid is None else valid[b],
                 "image_size": sizes.image,
                 "padded_size": sizes.padded,
             },
@@ -185,6 +190,71 @@ def test_designed_thresholds_equal_reference() -> None:
     # overlap 0.7 keeps q0 (24/32 = 0.75): three segments in the first frame
     got, _ = run_both(probs, low, SAME_SIZE, IS_THING, (0.0, 0.7))
     assert [s.area for s in got[0].segments] == [24, 32, 8]
+
+
+def test_invalid_queries_give_zero_or_valid_only_embeddings() -> None:
+    """FC-CLIP's `valid` false (the mask covered no cell of the stride-32 CLIP map): the query's
+    embedding is the CLIP head's output for an empty pooling, so it must not reach the
+    segment. First frame of `designed_frames`: segment 1 = stuff q1 + q2 merged, segment 2 =
+    thing q5. Embeddings are basis vectors, so every expected row is written by hand."""
+    probs, low = designed_frames()
+    dim = 8
+    embeddings = torch.zeros(4, 6, dim)
+    for q in range(6):
+        embeddings[:, q, q] = 1.0  # query q's embedding: basis vector e_q
+    all_valid = torch.ones(4, 6, dtype=torch.bool)
+    invalid_thing = all_valid.clone()
+    invalid_thing[0, 5] = False
+    invalid_stuff_part = all_valid.clone()
+    invalid_stuff_part[0, 2] = False
+    invalid_stuff = all_valid.clone()
+    invalid_stuff[0, 1:3] = False
+    half = 2**-0.5
+    cases = [
+        (None, {1: half, 2: half}, {5: 1.0}),
+        (all_valid, {1: half, 2: half}, {5: 1.0}),
+        (invalid_thing, {1: half, 2: half}, {}),  # a thing of one invalid query: zero row
+        (invalid_stuff_part, {1: 1.0}, {5: 1.0}),  # merged stuff: the valid query alone
+        (invalid_stuff, {}, {5: 1.0}),
+    ]
+    for valid, stuff, thing in cases:
+        got, want = run_both(
+            probs, low, SAME_SIZE, IS_THING, valid=valid, embeddings=embeddings, dim=dim
+        )
+        assert_same(got, want)
+        rows = got[0].embeddings
+        assert [s.id for s in got[0].segments] == [1, 2]
+        expected = np.zeros((2, dim), np.float32)
+        for row, weights in enumerate((stuff, thing)):
+            for q, value in weights.items():
+                expected[row, q] = value
+        np.testing.assert_allclose(rows, expected, rtol=0, atol=1e-6)
+        # the maps and the segment tables do not depend on `valid`
+        reference, _ = run_both(probs, low, SAME_SIZE, IS_THING, embeddings=embeddings)
+        np.testing.assert_array_equal(got[0].panoptic, reference[0].panoptic)
+        assert got[0].segments == reference[0].segments
+
+
+def test_random_invalid_queries_equal_reference() -> None:
+    """Random per-query `valid` flags on many overlapping blobs: the batched path equals the
+    reference, and every all-invalid segment has a zero row."""
+    generator = torch.Generator().manual_seed(11)
+    batch, queries, classes = 2, 24, 3
+    is_thing = torch.tensor([True, False, True])
+    yy, xx = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+    centers = torch.rand(batch, queries, 2, generator=generator) * torch.tensor([12.0, 16.0])
+    radius = 1.5 + 3 * torch.rand(batch, queries, 1, 1, generator=generator)
+    dist2 = (yy - centers[..., :1, None]) ** 2 + (xx - centers[..., 1:, None]) ** 2
+    low = 8 * (1 - dist2 / radius**2)
+    probs = (torch.randn(batch, queries, classes + 1, generator=generator) * 3).softmax(-1)
+    valid = torch.rand(batch, queries, generator=generator) > 0.4
+    sizes = MaskSizes((48, 64), (45, 60), (30, 41))
+    got, want = run_both(probs, low, sizes, is_thing, (0.0, 0.8), valid=valid)
+    assert_same(got, want)
+    zero_rows = sum(int((~r.embeddings.any(1)).sum()) for r in got)
+    unit_rows = sum(int(np.isclose(np.linalg.norm(r.embeddings, axis=1), 1).sum()) for r in got)
+    assert zero_rows > 0 and unit_rows > 0
+    assert zero_rows + unit_rows == sum(len(r.segments) for r in got)
 
 
 def test_batch_of_frames_without_kept_queries() -> None:

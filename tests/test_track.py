@@ -369,3 +369,43 @@ def test_box_overlap_exact() -> None:
     # (0,0,2,2) and (1,0,4,4): intersection 1x2 = 2, smaller area 4 -> 0.5; an empty box -> 0
     result = box_overlap(np.array([[0, 0, 2, 2]]), np.array([[1, 0, 4, 4], [0, 0, 0, 3]]))
     assert result.tolist() == [[0.5, 0.0]]
+
+
+def test_a_sliver_touching_its_tracks_box_keeps_the_id() -> None:
+    """Round 3: a thing at the bottom border (rows 14-19, cols 5-14, box (5, 14, 10, 6)) shows
+    one pixel in the next frame at row 19, col 15: beside its last box, not in it, and with an
+    unknown appearance (zero embedding). Boxes grown by 0.02 * 40 = 0.8 px overlap by
+    1.6 x 2.6 = 4.16 of the grown sliver's 2.6 x 2.6 = 6.76: cost 1 - 0.615 = 0.385 < 0.6,
+    the same track; without the margin the boxes do not overlap (cost 1): a new track."""
+    results = {}
+    for margin in (0.0, TrackerConfig().unknown_box_margin):
+        tracker = Tracker(replace(TrackerConfig(), unknown_box_margin=margin))
+        tracker.step(0, _frame([(0, 0.9, (14, 20, 5, 15), True, A)]), time=0.0)
+        sliver = _frame([(0, 0.9, (19, 20, 15, 16), True, A)])
+        sliver.embeddings[:] = 0.0  # appearance unknown
+        results[margin] = tracker.step(1, sliver, time=1 / 12).track_ids.tolist()
+    assert TrackerConfig().unknown_box_margin == 0.02
+    assert results == {0.0: [2], 0.02: [1]}
+
+
+def test_a_predicted_box_past_the_border_keeps_a_strip_in_view() -> None:
+    from streamseg.video.track import _clip_boxes
+
+    boxes = np.array([[5.0, 25.0, 10.0, 4.0], [-12.0, 3.0, 10.0, 5.0], [30.0, -2.0, 20.0, 6.0]])
+    np.testing.assert_allclose(
+        _clip_boxes(boxes, (20, 40)),
+        [[5.0, 19.0, 10.0, 1.0], [0.0, 3.0, 1.0, 5.0], [30.0, 0.0, 10.0, 4.0]],
+    )
+
+
+def test_default_cut_threshold_ends_tracks_when_half_the_frame_changes_class() -> None:
+    """Stuff over the right half (400 of 800 px) changes class: agreement 0.5 - a cut with the
+    round-3 default 0.6, none with round 2's 0.4."""
+    shot_a = [(0, 0.9, (5, 12, 5, 12), True, A), (40, 1.0, (0, 20, 20, 40), False, B)]
+    shot_b = [(0, 0.9, (5, 12, 5, 12), True, A), (41, 1.0, (0, 20, 20, 40), False, B)]
+    ids = {}
+    for threshold in (TrackerConfig().cut_threshold, 0.4):
+        tracker = Tracker(replace(TrackerConfig(), cut_threshold=threshold))
+        tracker.step(0, _frame(shot_a))
+        ids[threshold] = tracker.step(1, _frame(shot_b)).track_ids[0]
+    assert ids == {0.6: 4, 0.4: 2}  # 3 is the new stuff class's id

@@ -121,3 +121,5 @@ def test_small_oracle_run_without_a_model() -> None:
             assert scores["vpq_by_window"]["1"] == 1.0
     assert result["results"]["oracle"]["cuts"]["default"]["cut_crossings"] == 0
     assert set(result["cost_1080p_ms"]) == {"before", "default"}
+    # the tracker from before issue 18 reads the detections it was built for
+    assert result["detections"] == {"before": "unmarked", "default": "marked"}

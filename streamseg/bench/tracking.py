@@ -9,13 +9,18 @@ tracker configuration given runs over the same detections, and is scored with
   crossing a cut).
 The tracker's own cost (`Tracker.step`, reading the label map included) is timed per frame on
 these videos and on their oracle label maps scaled to 1080p.
+
+The tracker from before issue 18 (`before`) reads its detections "unmarked" (the constant
+vector of an empty CLIP pooling where the appearance is unknown, as the model gave them then);
+the others read them "marked" (zero rows there, as the model gives them now): each is scored
+on the detections it was built for (bench/tracking_data.py `Detections`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,7 @@ import numpy as np
 
 from streamseg.bench.tracking_data import (
     VARIANTS,
+    Detections,
     TrackingVideo,
     category_maps,
     model_detections,
@@ -39,6 +45,7 @@ from streamseg.video.track import LEGACY_TRACKER, Tracker
 
 SOURCES = ("oracle", "model")
 FULL_HD = (1080, 1920)
+UNMARKED_TRACKERS = ("before",)  # trackers that read unknown appearance as the old constant
 
 
 @dataclass(frozen=True)
@@ -97,16 +104,20 @@ def run_tracking_bench(
     settings: TrackingBenchSettings,
     trackers: Mapping[str, TrackerConfig],
     segmenter: Any = None,
+    unmarked: Collection[str] = UNMARKED_TRACKERS,
 ) -> dict[str, Any]:
     """Score every tracker on every (source, variant).
 
     Args:
-        trackers: {name: config}, run over the same detections.
+        trackers: {name: config}, run over the same segments.
+        unmarked: names of trackers given the "unmarked" form of the detections (the constant
+            vector for unknown appearance); the others get the "marked" form (zero rows).
         segmenter: a `Segmenter` with the shapes vocabulary; needed for the `model` source and
             for the oracle's embeddings (without one the oracle has no embeddings).
     Returns:
-        {"settings", "trackers": {name: config dict}, "results": {source: {variant: {tracker:
-        scores}}}, "cost_1080p": {tracker: ms per frame}, "seconds"}.
+        {"settings", "trackers": {name: config dict}, "detections": {name: "marked" or
+        "unmarked"}, "results": {source: {variant: {tracker: scores}}}, "cost_1080p":
+        {tracker: ms per frame}, "seconds"}.
     """
     from streamseg.eval.video import VideoEvaluation
     from streamseg.model.vocab import parse_vocab
@@ -124,7 +135,7 @@ def run_tracking_bench(
         for variant in settings.variants
         for name in trackers
     }
-    cost_sample: list[FrameSegmentation] = []
+    cost_sample: Detections | None = None
     kinds = dict.fromkeys(VARIANTS[v] for v in settings.variants)
     for kind in kinds:
         variants = [v for v in settings.variants if VARIANTS[v] == kind]
@@ -138,15 +149,18 @@ def run_tracking_bench(
                     detections = oracle_detections(
                         video.scenes, class_of, segmenter, settings.batch_size
                     )
-                    if not cost_sample:
-                        cost_sample = detections[: settings.cost_frames]
+                    if cost_sample is None:
+                        cost_sample = Detections(
+                            detections.marked[: settings.cost_frames],
+                            detections.unmarked[: settings.cost_frames],
+                        )
                 for variant in variants:
                     frames = processed_frames(variant, len(video.scenes), seed)
                     for name, config in trackers.items():
                         _score_video(
                             scores[(source, variant, name)],
                             video,
-                            detections,
+                            detections.form(name not in unmarked),
                             frames,
                             config,
                             settings.fps,
@@ -157,10 +171,14 @@ def run_tracking_bench(
     for (source, variant, name), score in scores.items():
         results.setdefault(source, {}).setdefault(variant, {})[name] = _summary(score)
     cost = {}
-    if settings.cost_frames > 0 and cost_sample:
-        scaled = [scale_segmentation(d, FULL_HD) for d in cost_sample]
+    if settings.cost_frames > 0 and cost_sample is not None and cost_sample.marked:
+        scaled = {
+            marked: [scale_segmentation(d, FULL_HD) for d in cost_sample.form(marked)]
+            for marked in (True, False)
+        }
         cost = {
-            name: _time_tracker(scaled, config, settings.fps) for name, config in trackers.items()
+            name: _time_tracker(scaled[name not in unmarked], config, settings.fps)
+            for name, config in trackers.items()
         }
     return {
         "settings": {
@@ -169,6 +187,7 @@ def run_tracking_bench(
             "model": None if segmenter is None else segmenter.model_id,
         },
         "trackers": {name: asdict(config) for name, config in trackers.items()},
+        "detections": {name: "unmarked" if name in unmarked else "marked" for name in trackers},
         "results": results,
         "cost_1080p_ms": cost,
         "seconds": round(time.monotonic() - began, 1),

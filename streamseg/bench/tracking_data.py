@@ -12,7 +12,11 @@ scene kind and the frames a run processes:
 Detections come from two sources: the model's own segments (`model_detections`, what
 `streamseg run` tracks), and oracle segments (`oracle_detections`: the ground-truth masks and
 classes, each with the embedding the model gives a region: its dense CLIP features
-mask-pooled inside the ground-truth mask), which measure association alone.
+mask-pooled inside the ground-truth mask), which measure association alone. Each comes in
+two forms from one network pass (`Detections`): "marked", a segment whose mask covers no
+cell of the stride-32 CLIP map has a zero embedding (appearance unknown, what the model gives
+since issue 18 round 3), and "unmarked", the constant vector such a pooling gave before, so
+that the tracker from before issue 18 is scored on the detections it was built for.
 """
 
 from __future__ import annotations
@@ -52,6 +56,22 @@ class TrackingVideo:
     name: str
     scenes: list[Any]
     cuts: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One video's detections, frame by frame, in both forms (module docstring).
+
+    Attributes:
+        marked: zero embedding rows where the appearance is unknown (today's model).
+        unmarked: the same segments with the constant vector of an empty pooling there.
+    """
+
+    marked: list[FrameSegmentation]
+    unmarked: list[FrameSegmentation]
+
+    def form(self, marked: bool) -> list[FrameSegmentation]:
+        return self.marked if marked else self.unmarked
 
 
 def render_kind(kind: str, seed: int, frames: int, size: int, fps: float) -> TrackingVideo:
@@ -135,33 +155,49 @@ def oracle_segmentation(scene: Any, class_of: dict[int, int]) -> FrameSegmentati
 
 def oracle_detections(
     scenes: Sequence[Any], class_of: dict[int, int], segmenter: Any = None, batch_size: int = 8
-) -> list[FrameSegmentation]:
+) -> Detections:
     """Oracle segmentations of `scenes`, with the model's region embeddings when a segmenter
-    is given (else none: association by masks and classes alone)."""
+    is given (else none, in both forms: association by masks and classes alone)."""
     frames = [oracle_segmentation(scene, class_of) for scene in scenes]
     if segmenter is None:
-        return frames
+        return Detections(frames, frames)
+    unmarked = []
     for start in range(0, len(frames), batch_size):
         batch = frames[start : start + batch_size]
         images = [scene.image for scene in scenes[start : start + batch_size]]
-        embeddings = region_embeddings(segmenter, images, [f.panoptic for f in batch])
-        for frame, rows in zip(batch, embeddings, strict=True):
-            frame.embeddings = rows
-    return frames
+        pooled = region_embeddings(segmenter, images, [f.panoptic for f in batch])
+        for frame, regions in zip(batch, pooled, strict=True):
+            frame.embeddings = regions.marked
+            unmarked.append(replace(frame, embeddings=regions.unmarked))
+    return Detections(frames, unmarked)
+
+
+@dataclass(frozen=True)
+class RegionEmbeddings:
+    """One frame's region embeddings, (N, D) float32, row i-1 for segment id i.
+
+    Attributes:
+        marked: zeros (appearance unknown) for a segment too small to cover a cell of the
+            stride-32 map.
+        unmarked: what the pooling gives there, one constant vector for every such segment
+            (as before issue 18 round 2).
+    """
+
+    marked: np.ndarray
+    unmarked: np.ndarray
 
 
 def region_embeddings(
     segmenter: Any, images: Sequence[np.ndarray], panoptics: Sequence[np.ndarray]
-) -> list[np.ndarray]:
+) -> list[RegionEmbeddings]:
     """The model's embedding of each segment of given maps: its frozen CLIP's dense features
     (stride 32) of the image pooled inside the segment (`backbone.pool_masks`, the same
-    pooling as the model's own segments), L2-normalized; zeros (appearance unknown) for a
-    segment too small to cover a cell of the stride-32 map.
+    pooling as the model's own segments), L2-normalized, in both forms.
 
     Args:
         images: B (H, W, 3) uint8 frames of one size; panoptics: B (H, W) ids 1..N_b.
     Returns:
-        B arrays (N_b, D) float32, row i-1 for segment id i.
+        B `RegionEmbeddings`.
     """
     import torch
     import torch.nn.functional as F
@@ -196,21 +232,49 @@ def region_embeddings(
         # A mask with no positive cell on the stride-32 map pools nothing: its row would be
         # one constant vector for every such segment, so it is given as unknown (zeros).
         seen = (resize_masks(logits, tuple(dense.shape[-2:])) > 0).flatten(2).any(-1)
-        pooled = (pooled * seen[..., None]).cpu().numpy()
-    return [pooled[b, : int(p.max())] for b, p in enumerate(panoptics)]
+        marked = (pooled * seen[..., None]).cpu().numpy()
+        unmarked = pooled.cpu().numpy()
+    return [
+        RegionEmbeddings(marked[b, : int(p.max())], unmarked[b, : int(p.max())])
+        for b, p in enumerate(panoptics)
+    ]
 
 
-def model_detections(segmenter: Any, scenes: Sequence[Any], batch_size: int = 8) -> list[Any]:
+def model_detections(segmenter: Any, scenes: Sequence[Any], batch_size: int = 8) -> Detections:
     """The model's segmentations of `scenes` at their size, filtered as `streamseg run`'s
-    defaults filter them."""
+    defaults filter them; "marked" equals `segmenter.segment`, "unmarked" is the same
+    post-processing without FC-CLIP's per-query `valid` flag (every query's embedding counts).
+    """
+    import torch
+
     from streamseg.config import ModelSettings
+    from streamseg.model.panoptic_batch import MaskSizes
+    from streamseg.model.panoptic_frames import PanopticSettings, frame_segmentations
     from streamseg.video.segments import SegmentFilter
 
-    settings = ModelSettings()
-    keep = SegmentFilter(settings.score_threshold, settings.min_area, None)
-    out = []
-    size = scenes[0].image.shape[:2]
+    model_settings = ModelSettings()
+    keep = SegmentFilter(model_settings.score_threshold, model_settings.min_area, None)
+    settings = PanopticSettings(
+        is_thing=torch.tensor(list(segmenter.vocabulary.is_thing), device=segmenter.device),
+        object_mask_threshold=segmenter.config.object_mask_threshold,
+        overlap_threshold=segmenter.config.overlap_threshold,
+    )
+    size = tuple(scenes[0].image.shape[:2])
+    marked: list[FrameSegmentation] = []
+    unmarked: list[FrameSegmentation] = []
     for start in range(0, len(scenes), batch_size):
         images = [scene.image for scene in scenes[start : start + batch_size]]
-        out.extend(keep(s) for s in segmenter.segment(images, output_size=size))
-    return out
+        raw = segmenter.segment_raw(images)  # one size: one group, as `segment` makes it
+        sizes = MaskSizes(raw["padded_sizes"][0], raw["image_sizes"][0], size)
+        with torch.inference_mode():
+            for valid, out in ((raw["valid"], marked), (None, unmarked)):
+                frames = frame_segmentations(
+                    raw["class_probs"],
+                    raw["mask_logits"],
+                    raw["embeddings"],
+                    sizes,
+                    settings,
+                    valid,
+                )
+                out.extend(keep(s) for s in frames)
+    return Detections(marked, unmarked)

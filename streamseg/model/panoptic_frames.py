@@ -52,6 +52,7 @@ def frame_segmentations(
     embeddings: Tensor,
     sizes: MaskSizes,
     settings: PanopticSettings,
+    valid: Tensor | None = None,
 ) -> list[FrameSegmentation]:
     """Panoptic segmentation of B frames that share their mask sizes.
 
@@ -61,15 +62,19 @@ def frame_segmentations(
         embeddings: (B, Q, D) L2-normalized region CLIP embeddings.
         sizes: padded, input and output sizes of the B frames.
         settings: classes' thing flags and the thresholds.
+        valid: (B, Q) bool, FC-CLIP's flag that a query's mask covered a cell of the
+            stride-32 CLIP map (None: all did); invalid queries' embeddings count as zeros
+            (`segment_table.segment_embeddings`).
 
     Returns:
-        one `FrameSegmentation` per frame, equal to the official per-frame inference.
+        one `FrameSegmentation` per frame, equal to the official per-frame inference (but
+        for the embedding of a segment with invalid queries).
     """
     kept = keep_queries(class_logits_from_probs(class_probs), settings.object_mask_threshold)
     counts = kept.count.tolist()  # host synchronisation 1 of 2
     if max(counts, default=0) == 0:
         return [_empty(sizes.output, embeddings.shape[-1]) for _ in counts]
-    table = device_table(kept, counts, mask_logits, embeddings, sizes, settings)
+    table = device_table(kept, counts, mask_logits, embeddings, sizes, settings, valid)
     return host_frames(to_host(table))  # host synchronisation 2 of 2: one copy
 
 
@@ -80,8 +85,11 @@ def device_table(
     embeddings: Tensor,
     sizes: MaskSizes,
     settings: PanopticSettings,
+    valid: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Everything between the two synchronisations, on the device and free of host reads.
+
+    `valid` (B, Q) bool as in `frame_segmentations`.
 
     Returns (B frames, K = max(counts) rows per frame, row s = segment id s + 1):
         "labels" (B, H, W) ids in the smallest integer dtype; "count" (B,) segments per
@@ -100,7 +108,8 @@ def device_table(
     slots = max(counts)
     # A merged stuff segment's embedding is the normalized mean of its queries' embeddings.
     rows = embeddings.gather(1, batch.slot_queries[..., None].expand(-1, -1, embeddings.shape[-1]))
-    pooled = segment_embeddings(rows, batch.segment_of, slots)
+    slot_valid = None if valid is None else valid.gather(1, batch.slot_queries)
+    pooled = segment_embeddings(rows, batch.segment_of, slots, slot_valid)
     ints = torch.cat(
         [
             batch.classes[..., None],

@@ -560,7 +560,9 @@ class Segmenter:
     ) -> list[FrameSegmentation]:
         """Batched panoptic post-processing (streamseg/model/panoptic_frames.py): one pass of
         tensor work and one device-to-host copy per group of frames sharing their mask sizes
-        (all of a video's frames are one group)."""
+        (all of a video's frames are one group). A segment whose queries' masks all missed the
+        stride-32 CLIP map (FC-CLIP's "valid" false) gets a zero embedding: appearance
+        unknown."""
         groups: dict[MaskSizes, list[int]] = {}
         for i, (raw, size) in enumerate(zip(raws, output_sizes, strict=True)):
             key = MaskSizes(raw["padded_size"], raw["image_size"], (int(size[0]), int(size[1])))
@@ -579,6 +581,7 @@ class Segmenter:
                 torch.stack([raw["embeddings"] for raw in group]),
                 sizes,
                 settings,
+                torch.stack([raw["valid"] for raw in group]),
             )
             outputs.update(zip(indices, results, strict=True))
         return [outputs[i] for i in range(len(raws))]

@@ -17,8 +17,8 @@ Per frame (`Tracker.step`):
   frame is a shot cut: every thing track ends there (no identity crosses a cut).
 - with `unknown_appearance_neutral`, a zero embedding (appearance unknown: a mask too small
   for the stride-32 CLIP map) leaves a pair's cost to geometry alone: `1 - max(IoU, overlap
-  coefficient of the predicted box, cut to the frame, with the segment's box)`, so slivers
-  entering or leaving the view follow their track;
+  coefficient of the predicted box, cut to the frame, with the segment's box, both grown by
+  `unknown_box_margin`)`, so slivers entering or leaving the view follow their track;
 - with `reid_unique_class`, a track lost for a frame or more that is the only lost track of its
   class takes the only unassigned segment of that class (embeddings within `reid_distance`,
   or unknown): an object back in view after a few seconds keeps its id.
@@ -376,7 +376,8 @@ class Tracker:
                 predicted = _predicted_boxes(live, now)
                 if config.unknown_appearance_neutral:
                     predicted = _clip_boxes(predicted, panoptic.shape)
-                    overlap = box_overlap(predicted, boxes)
+                    margin = config.unknown_box_margin * max(panoptic.shape[:2])
+                    overlap = box_overlap(_grown(predicted, margin), _grown(boxes, margin))
                 iou = np.maximum(iou, box_iou(predicted, boxes))
             cost = assignment_cost(iou, track_emb, embeddings[things], differs, config, overlap)
             _, row_to_col, _ = lap.lapjv(cost, extend_cost=True, cost_limit=config.cost_limit)
@@ -530,13 +531,22 @@ def box_overlap(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
 
 
 def _clip_boxes(boxes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """COCO boxes cut to the frame: what of a predicted box can be seen."""
+    """COCO boxes cut to the frame: what of a predicted box can be seen, at least a 1-pixel
+    strip along the border it went past (an object predicted just outside the view is still
+    where its last pixels would show)."""
     height, width = shape[0], shape[1]
-    x0 = np.clip(boxes[:, 0], 0, width)
-    y0 = np.clip(boxes[:, 1], 0, height)
-    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, width)
-    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, height)
+    x0 = np.clip(boxes[:, 0], 0, width - 1)
+    y0 = np.clip(boxes[:, 1], 0, height - 1)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], x0 + 1, width)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], y0 + 1, height)
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
+
+
+def _grown(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """COCO boxes grown by `margin` pixels on every side."""
+    if margin <= 0:
+        return boxes
+    return boxes + np.array([-margin, -margin, 2 * margin, 2 * margin])
 
 
 def _unique_class_pairs(
