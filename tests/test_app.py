@@ -129,6 +129,29 @@ def test_demo_refuses_bad_requests_before_loading_a_model(tmp_path: Path) -> Non
         app.run(str(broken), "a", "", None, 1, 2, 0.0)
 
 
+def test_search_finds_tracks_of_the_apps_runs(tmp_path: Path) -> None:
+    """The search box: after a video run with the default model, a query for one of the run's
+    classes returns its tracks ranked, with thumbnails and links to the overlay at each track's
+    first frame."""
+    from streamseg.model.embedded import find_model_folder
+
+    sample = find_model_folder("shapes-tiny") / "sample.mp4"
+    app = DemoApp(AppSettings(work_dir=tmp_path, max_frames=12))
+    with pytest.raises(UserError, match="type some words"):
+        app.search("  ", 5, None)
+    assert app.search("red circle", 5, None).status.startswith("no finished video runs")
+    app.run(str(sample), "", "", None, 1, 12, 0.0)
+    result = app.search("red circle", 3, None)
+    assert 1 <= len(result.rows) <= 3 and [row[0] for row in result.rows] == list(
+        range(1, len(result.rows) + 1)
+    )
+    scores = [row[1] for row in result.rows]
+    assert scores == sorted(scores, reverse=True)
+    assert result.gallery and all(Path(path).is_file() for path, _ in result.gallery)
+    assert all(str(tmp_path) in path for path, _ in result.gallery)  # inside the served folder
+    assert "_overlay.mp4#t=" in result.links
+
+
 def test_sample_video_is_made_when_none_is_bundled(tmp_path: Path) -> None:
     samples = DemoApp(AppSettings(work_dir=tmp_path)).samples()
     assert {path.suffix for path in samples} == {".mp4", ".png"}
