@@ -96,9 +96,21 @@ def rtsp_url(clip: Path) -> Iterator[str]:
         server.communicate(timeout=10)
 
 
+THREAD_CAPS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MALLOC_TRIM_THRESHOLD_",
+    "__DASK_PARENT_PID",
+)
+
+
 def _run(url: str, out: Path, transport: str) -> dict:
     """`streamseg run URL` at its defaults (plus the transport); its --json summary."""
-    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    # The environment a user's run gets: nothing inherited from the test process's Dask
+    # LocalClusters of earlier tests, which leave MKL_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1
+    # (torch takes MKL's: one thread) and glibc's MALLOC_TRIM_THRESHOLD_ in os.environ.
+    env = {key: value for key, value in os.environ.items() if key not in THREAD_CAPS}
     result = subprocess.run(
         [sys.executable, "-m", "streamseg", "run", url, "--out", str(out),
          "--rtsp-transport", transport, "--json"],

@@ -274,3 +274,24 @@ def test_a_live_run_that_fails_while_finishing_gives_the_lease_back(
     assert calls["n"] == 3
     assert not (store / LEASE_FILE).exists()
     assert store not in store_lease._HELD.values()
+
+
+def test_a_creation_killed_before_its_first_record_starts_again(
+    tmp_path: Path, blobs: Path, live_pid: int
+) -> None:
+    """Killed between making the folder and writing progress.json: the stale lease and the
+    half-made arrays promise nothing, so a rerun starts the store again (before, it refused:
+    "exists and is not a streamseg store"); with the writer alive it is refused."""
+    store = tmp_path / "s.zarr"
+    LabelStore.open(store, label_size=(8, 8), identity={}, attrs={})  # a skeleton
+    (store / "progress.json").unlink()
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"].pop("streamseg")  # as if killed before the root attributes
+    (store / "zarr.json").write_text(json.dumps(meta))
+    (store / LEASE_FILE).unlink()
+    _lease(store, live_pid)
+    with pytest.raises(UserError, match="in use"):
+        LabelStore.open(store, label_size=(8, 8), identity={}, attrs={})
+    _lease(store, _dead_pid())
+    assert main(["run", str(blobs), "--out", str(store), "--quiet"]) == 0
+    assert open_store(store).status == "done"

@@ -220,6 +220,11 @@ class LabelStore:
             raise UserError(f"{path}: exists and is not a store folder")
         # A folder holding only a lease is a store being created by another writer.
         being_made = path.is_dir() and [p.name for p in path.iterdir()] == [LEASE_FILE]
+        if path.is_dir() and not being_made and _creation_interrupted(path):
+            # Killed while being created: streamseg's lease, no commit record yet, so nothing
+            # was promised. Started again, unless its writer is still alive.
+            check_free(path)
+            shutil.rmtree(path)
         if path.exists() and overwrite:
             if not is_store(path) and any(path.iterdir()) and not being_made:
                 raise UserError(f"{path}: not a streamseg store; refusing to delete it")
@@ -664,3 +669,9 @@ def _create_vector_arrays(group: Any, dim: int, table_chunk: int) -> None:
             dimension_names=("track",),
             overwrite=True,
         )
+
+
+def _creation_interrupted(path: Path) -> bool:
+    """A store folder whose creation never reached its first commit record: the lease is
+    there (only streamseg writes one), `progress.json` is not."""
+    return (path / LEASE_FILE).is_file() and not (path / PROGRESS_FILE).exists()
