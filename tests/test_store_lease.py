@@ -149,18 +149,10 @@ def test_the_lease_records_the_holders_start_time(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_a_run_that_fails_gives_the_lease_back_at_once(
-    tmp_path: Path, blobs: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Not at process exit: a library caller (the app, a batch worker) lives on, and another
-    process must be able to resume the store meanwhile."""
+def _fails_on_third_call(monkeypatch: pytest.MonkeyPatch) -> tuple[object, dict[str, int]]:
+    """The fake segmenter whose third `segment` call raises "model failed"; and its calls."""
     from fake_segmenter import make_fake
 
-    from streamseg.config import ModelSettings, RunConfig
-    from streamseg.video import store_lease
-    from streamseg.video.pipeline import run_video
-
-    store = tmp_path / "s.zarr"
     segmenter = make_fake()
     calls = {"n": 0}
     original = segmenter.segment
@@ -172,6 +164,20 @@ def test_a_run_that_fails_gives_the_lease_back_at_once(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(segmenter, "segment", failing)
+    return segmenter, calls
+
+
+def test_a_run_that_fails_gives_the_lease_back_at_once(
+    tmp_path: Path, blobs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at process exit: a library caller (the app, a batch worker) lives on, and another
+    process must be able to resume the store meanwhile."""
+    from streamseg.config import ModelSettings, RunConfig
+    from streamseg.video import store_lease
+    from streamseg.video.pipeline import run_video
+
+    store = tmp_path / "s.zarr"
+    segmenter, calls = _fails_on_third_call(monkeypatch)
     with pytest.raises(RuntimeError, match="model failed"):
         run_video(
             blobs, store, config=RunConfig(model=ModelSettings(batch_size=1)), segmenter=segmenter
@@ -243,27 +249,16 @@ def test_a_live_run_that_fails_while_finishing_gives_the_lease_back(
 ) -> None:
     """The live loop's error path: even when finishing the store fails, the lease goes back
     before the call returns, not at process exit."""
-    from fake_segmenter import make_fake
     from live_server import StreamServer
 
     from streamseg.config import ModelSettings, RunConfig
     from streamseg.video import store_lease
     from streamseg.video.pipeline import run_video
 
-    segmenter = make_fake()
-    calls = {"n": 0}
-    original = segmenter.segment
-
-    def failing(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("model failed")
-        return original(*args, **kwargs)
-
     def broken_finish(self, **_attrs):
         raise OSError("disk full while finishing")
 
-    monkeypatch.setattr(segmenter, "segment", failing)
+    segmenter, calls = _fails_on_third_call(monkeypatch)
     monkeypatch.setattr(LabelStore, "finish", broken_finish)
     server = StreamServer([40], pace=False)
     store = tmp_path / "cam.zarr"

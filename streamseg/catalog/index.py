@@ -199,16 +199,8 @@ def add_to_index(folder: str | Path, read: Sequence[StoreTracks]) -> UpdateRepor
             if tracks.path not in order:
                 order.append(tracks.path)
             vectors.write(np.ascontiguousarray(tracks.embeddings, np.float16).tobytes())
-            records.write(_records(tracks, position).tobytes())
-            entries[tracks.path] = IndexedStore(
-                path=tracks.path,
-                signature=tracks.signature,
-                start=rows,
-                stop=rows + len(tracks.track_id),
-                classes=tracks.classes,
-                source=tracks.source,
-                label_size=list(tracks.label_size),
-            )
+            records.write(track_records(tracks, position).tobytes())
+            entries[tracks.path] = indexed_store(tracks, rows)
             rows += len(tracks.track_id)
         for handle in (vectors, records):
             handle.flush()
@@ -247,7 +239,21 @@ def _read_all(paths: Sequence[Path], client: Any) -> list[StoreTracks]:
     return list(client.gather(futures))
 
 
-def _records(tracks: StoreTracks, store: int) -> np.ndarray:
+def indexed_store(tracks: StoreTracks, start: int) -> IndexedStore:
+    """The index's entry of a store whose tracks take rows start..start + T - 1."""
+    return IndexedStore(
+        path=tracks.path,
+        signature=tracks.signature,
+        start=start,
+        stop=start + len(tracks.track_id),
+        classes=tracks.classes,
+        source=tracks.source,
+        label_size=list(tracks.label_size),
+    )
+
+
+def track_records(tracks: StoreTracks, store: int) -> np.ndarray:
+    """A store's tracks as (T,) TRACK_DTYPE records, all alive, of store number `store`."""
     records = np.zeros(len(tracks.track_id), TRACK_DTYPE)
     records["store"] = store
     records["track_id"] = tracks.track_id

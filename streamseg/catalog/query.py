@@ -17,12 +17,13 @@ import numpy as np
 
 from streamseg.catalog.index import (
     INDEX_FILE,
-    TRACK_DTYPE,
     IndexArrays,
     IndexedStore,
     IndexInfo,
     find_stores,
+    indexed_store,
     open_index,
+    track_records,
 )
 from streamseg.catalog.store_tracks import StoreTracks, read_store_tracks
 from streamseg.errors import UserError
@@ -135,33 +136,12 @@ def stores_as_index(tracks: Sequence[StoreTracks]) -> IndexArrays:
                 f"{item.path}: made by {item.model}, but {tracks[0].path} by {model}: a CLIP's "
                 "vectors only compare with the same CLIP's (search them separately)"
             )
-    table = np.zeros(sum(len(t.track_id) for t in tracks), TRACK_DTYPE)
+    table = np.concatenate([track_records(item, i) for i, item in enumerate(tracks)])
     stores: list[IndexedStore] = []
     row = 0
-    for position, item in enumerate(tracks):
-        part = slice(row, row + len(item.track_id))
-        table["store"][part] = position
-        table["track_id"][part] = item.track_id
-        table["class_id"][part] = item.class_id
-        table["first_time"][part] = item.first_time
-        table["last_time"][part] = item.last_time
-        table["best_frame"][part] = item.best_frame
-        table["best_time"][part] = item.best_time
-        table["box"][part] = item.best_box
-        table["score"][part] = item.score
-        table["alive"][part] = 1
-        stores.append(
-            IndexedStore(
-                path=item.path,
-                signature=item.signature,
-                start=part.start,
-                stop=part.stop,
-                classes=item.classes,
-                source=item.source,
-                label_size=list(item.label_size),
-            )
-        )
-        row = part.stop
+    for item in tracks:
+        stores.append(indexed_store(item, row))
+        row = stores[-1].stop
     info = IndexInfo(model=model, dim=tracks[0].dim, rows=row, dead=0, stores=stores)
     embeddings = np.concatenate([t.embeddings for t in tracks]).astype(np.float16)
     return IndexArrays(info, embeddings, table)

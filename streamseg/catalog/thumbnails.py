@@ -58,6 +58,7 @@ def write_thumbnails(hits: Sequence[SearchHit], folder: str | Path) -> list[Path
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path | None] = []
+    readers: dict[str, StoreReader] = {}  # one open (and damage check) per store, not per hit
     for hit in hits:
         if not hit.source or not Path(hit.source).is_file():
             warnings.warn(f"{hit.source}: source video not found: no thumbnail", stacklevel=2)
@@ -74,7 +75,9 @@ def write_thumbnails(hits: Sequence[SearchHit], folder: str | Path) -> list[Path
         if frame is None:
             written.append(None)
             continue
-        labels = StoreReader(hit.store).labels(hit.best_frame)
+        if hit.store not in readers:
+            readers[hit.store] = StoreReader(hit.store)
+        labels = readers[hit.store].labels(hit.best_frame)
         path = folder / f"{hit.rank:03d}-track{hit.track_id}.png"
         Image.fromarray(thumbnail(frame.image, labels, hit)).save(path)
         written.append(path)

@@ -100,7 +100,10 @@ def resize_uint8(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     1080p on the 2-core machine. It rounds differently on a few pixels: at most 1 level, on
     under 1% of them (tests/test_segmenter.py), far below the input's own coding noise.
     """
-    image = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+    array = np.ascontiguousarray(frame)
+    if not array.flags.writeable:  # torch warns on read-only memory (it is only read here)
+        array = array.copy()
+    image = torch.from_numpy(array).permute(2, 0, 1)[None]
     resized = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
     return resized[0].permute(1, 2, 0).contiguous().numpy()
 

@@ -520,11 +520,12 @@ class LabelStore:
         sync_files(self.path, ["zarr.json"])
         return True
 
-    def _write_track_vectors(self) -> None:
+    def _write_track_vectors(
+        self, segments: Mapping[str, np.ndarray], embeddings: np.ndarray
+    ) -> None:
         """Each track's search vector and best view (video/track_vectors.py), from the
         segments table and the segments' embeddings."""
-        reader = StoreReader(self.path)
-        vectors = summarize_track_vectors(reader.segments, reader.segment_embeddings())
+        vectors = summarize_track_vectors(segments, embeddings)
         columns = {TRACK_EMBEDDING: vectors.embeddings}
         columns.update({f"tracks/{c}": vectors.best[c] for c in TRACK_BEST_COLUMNS})
         for name, values in columns.items():
@@ -540,7 +541,9 @@ class LabelStore:
         (commit first: uncommitted frames are dropped)."""
         self._truncate()
         self._written = (self.progress.frames, self.progress.segments)
-        tracks = summarize_tracks(StoreReader(self.path).segments)
+        reader = StoreReader(self.path)  # checked and read once for both track tables
+        segments = reader.segments
+        tracks = summarize_tracks(segments)
         if self._lease is not None:
             check_held(self.path, self._lease)
         for name, dtype in TRACK_COLUMNS.items():
@@ -552,7 +555,7 @@ class LabelStore:
             self._unsynced.update(written_files(array, f"tracks/{name}", 0, len(tracks[name])))
         self._tracks = len(tracks["track_id"])
         if embedding_dim(self._meta):
-            self._write_track_vectors()
+            self._write_track_vectors(segments, reader.segment_embeddings())
         self._meta.update(json.loads(json.dumps(attrs)))
         self._meta.update(
             status="done",

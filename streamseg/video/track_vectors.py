@@ -48,14 +48,8 @@ def summarize_track_vectors(
         columns = {name: np.zeros(0, dtype) for name, dtype in BEST_COLUMNS.items()}
         return TrackVectors(np.zeros((0, dim), np.float16), columns)
     ids, inverse = np.unique(track, return_inverse=True)
-    vectors = np.asarray(embeddings, np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
     weights = np.asarray(segments["score"], np.float64)
-    sums = np.zeros((ids.size, dim), np.float64)
-    np.add.at(sums, inverse, unit * weights[:, None])
-    lengths = np.linalg.norm(sums, axis=1, keepdims=True)
-    means = np.divide(sums, lengths, out=np.zeros_like(sums), where=lengths > 0)
+    means = weighted_unit_means(embeddings, weights, inverse, ids.size)
     # Best view: the largest score x area; the earliest row among equals.
     merit = weights * np.asarray(segments["area"], np.float64)
     order = np.lexsort((np.arange(track.size), -merit, inverse))
@@ -89,10 +83,26 @@ def row_embeddings(
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     if len(row_tracks) == 0 or dim == 0:
         return np.zeros((len(row_tracks), dim), np.float16)
+    position = np.searchsorted(np.asarray(row_tracks), np.asarray(track_ids))
+    weights = np.asarray(areas, np.float64)
+    return weighted_unit_means(vectors, weights, position, len(row_tracks)).astype(np.float16)
+
+
+def weighted_unit_means(
+    vectors: np.ndarray, weights: np.ndarray, group: np.ndarray, groups: int
+) -> np.ndarray:
+    """Per group, the weighted sum of its L2-normalized vectors, normalized.
+
+    Args:
+        vectors: (N, D); weights: (N,); group: (N,) in 0..groups-1.
+
+    Returns:
+        (groups, D) float64; zero rows where the sum is zero (no weight, or zero vectors).
+    """
+    vectors = np.asarray(vectors, np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    position = np.searchsorted(np.asarray(row_tracks), np.asarray(track_ids))
-    sums = np.zeros((len(row_tracks), dim), np.float64)
-    np.add.at(sums, position, unit * np.asarray(areas, np.float64)[:, None])
+    sums = np.zeros((groups, vectors.shape[1]), np.float64)
+    np.add.at(sums, group, unit * np.asarray(weights, np.float64)[:, None])
     lengths = np.linalg.norm(sums, axis=1, keepdims=True)
-    return np.divide(sums, lengths, out=np.zeros_like(sums), where=lengths > 0).astype(np.float16)
+    return np.divide(sums, lengths, out=np.zeros_like(sums), where=lengths > 0)
