@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from streamseg.model.code_stats import code_stats, lookup, merged_boxes
+from streamseg.model.panoptic_cells import winning_codes
 from streamseg.model.postprocess import resize_mask_logits
 
 
@@ -142,7 +143,10 @@ def winning_slots(
     score * sigmoid(mask logit), the earliest on ties (argmax); masks made at the output size
     in the official resize order (`postprocess.resize_mask_logits`).
 
-    Per frame, `chunk` kept queries at a time: memory O(chunk * H * W), and every kernel sees
+    On the CPU, when the output is larger than the model input, each frame is decided per cell
+    of the model-input grid (`by_cells`, panoptic_cells.py) and only the undecided cells'
+    pixels are computed. Otherwise:
+    per frame, `chunk` kept queries at a time: memory O(chunk * H * W), and every kernel sees
     the same shapes as a frame-by-frame run, because CPU kernels round by shape (sigmoid's
     vector body and scalar tail differ in the last bit, and so do the bilinear paths), and a
     last-bit change can flip an exact tie between two queries. The running maximum is strict,
@@ -167,7 +171,19 @@ def winning_slots(
     dtype = label_dtype(2 * slots - 1)
     code = torch.zeros((batch, height, width), dtype=dtype, device=device)
     original_area = torch.zeros((batch, slots), dtype=torch.long, device=device)
+    cells = by_cells(device, sizes)
     for b, count in enumerate(counts):
+        if cells and count > 0:
+            rows = queries[b, :count]
+            # The official resize's first step (to the padded input, cropped); the second is
+            # decided per cell of this map (streamseg/model/panoptic_cells.py).
+            source = resize_mask_logits(
+                mask_logits[b][rows], sizes.padded, sizes.image, sizes.image
+            )
+            code[b], original_area[b, :count] = winning_codes(
+                source.contiguous(), slot_scores[b, :count], sizes.output, slots, dtype
+            )
+            continue
         best = winner = inside = None
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
@@ -191,6 +207,20 @@ def winning_slots(
         if winner is not None and inside is not None:
             torch.add(winner, inside.to(dtype), alpha=slots, out=code[b])
     return code, original_area
+
+
+def by_cells(device: torch.device, sizes: MaskSizes) -> bool:
+    """Whether `winning_slots` decides the output per cell of the model-input grid
+    (panoptic_cells.py) instead of resizing every kept mask to the output size: on the CPU, in
+    float32 (no autocast), when the second resize enlarges (the case of label maps larger
+    than the model input, e.g. 1080p). Accelerators keep the full-size kernels (no host
+    synchronisation; elementwise work is cheap there)."""
+    return (
+        device.type == "cpu"
+        and sizes.output != sizes.image
+        and all(out >= image for out, image in zip(sizes.output, sizes.image, strict=True))
+        and not torch.is_autocast_enabled("cpu")
+    )
 
 
 def exact_ratio_dtype(device: torch.device) -> torch.dtype:

@@ -1,0 +1,219 @@
+"""Official per-pixel assignment at a large output size, decided per cell of the mask grid.
+
+The official panoptic inference resizes every kept query's mask logits to the output size
+(bilinear, `postprocess.resize_mask_logits`), then per pixel takes the query with the largest
+score * sigmoid(logit) and tests sigmoid >= 0.5. At 1080p that is ~10 full-size passes per
+kept query, most of the post-processing time on a CPU.
+
+A bilinear resize makes each output pixel a convex combination of the four source values at
+the corners of its cell (the source rows h0, h1 = h0 + 1 and columns w0, w1 it reads). So in
+a cell, a query's logit lies between the minimum and maximum of its four corners, and since
+sigmoid is monotonic, so does its score * sigmoid. Where those bounds already decide the
+winner and every query's side of 0.5 (with a margin far above float rounding), the whole cell
+gets that answer; only the cells where they do not (along mask borders and between close
+competitors) are computed pixel by pixel, with the official arithmetic.
+
+That arithmetic is PyTorch's CPU bilinear kernel written out (`resized_at`: the source index
+`scale * (i + 0.5) - 0.5` rounded once, then `fma(a, w0, b * w1)` per axis, height outside
+width). With two or more torch threads it gives `F.interpolate`'s floats bit for bit on this
+project's machines (torch 2.14, AVX-512); with one thread PyTorch's own kernel rounds
+differently (its result differs from its two-thread result in the last bit at about half of
+the pixels), and so does sigmoid between its vectorized body and scalar remainder, whose
+extent depends on shapes and threads. So decisions equal the full-size path's everywhere
+except at knife-edge pixels, where that path's own answer depends on the last bit of a float.
+tests/test_panoptic_cells.py compares the two paths away from such pixels, bounds the
+difference of the resized logits in ulps, and checks the tie rule (earliest query).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Margins of the cell bounds: the computed logit of a pixel may leave its corners' range by a
+# few ulps of their magnitude (two rounded products and sums per axis), and sigmoid of a logit
+# within ~1e-7 of 0 rounds to exactly 0.5. Both margins are orders of magnitude above that.
+ABSOLUTE_MARGIN = 1e-5
+RELATIVE_MARGIN = 1e-5
+
+
+@dataclass(frozen=True)
+class Axis:
+    """PyTorch's bilinear table for one axis (align_corners=False, no scale factor).
+
+    Attributes:
+        first, second: (n_out,) long, the two source indices each output index reads.
+        weight_first, weight_second: (n_out,) float32, their weights.
+        count: (n_in,) long, output indices whose `first` is each source index (0 for a
+            source index no output starts from).
+        start: (n_in,) long, the first output index of each source index's cell.
+    """
+
+    first: Tensor
+    second: Tensor
+    weight_first: Tensor
+    weight_second: Tensor
+    count: Tensor
+    start: Tensor
+
+
+@functools.lru_cache(maxsize=32)
+def axis_table(size_in: int, size_out: int) -> Axis:
+    """The source indices and weights PyTorch's CPU kernel uses along one axis."""
+    scale = torch.tensor(size_in, dtype=torch.float32) / torch.tensor(size_out, dtype=torch.float32)
+    index = torch.arange(size_out, dtype=torch.float64)
+    # scale * (i + 0.5) - 0.5 with one rounding (the kernel's contracted multiply-add): the
+    # product of two floats is exact in double.
+    source = (scale.double() * (index + 0.5) - 0.5).float().clamp(min=0)
+    first = source.floor().long().clamp(max=size_in - 1)
+    weight = (source - first.float()).clamp(0, 1)
+    second = torch.where(first < size_in - 1, first + 1, first)
+    if size_in == size_out:  # the kernel copies
+        first = second = torch.arange(size_out)
+        weight = torch.zeros(size_out)
+    count = torch.bincount(first, minlength=size_in)
+    return Axis(
+        first=first,
+        second=second,
+        weight_first=1 - weight,
+        weight_second=weight,
+        count=count,
+        start=torch.cumsum(count, 0) - count,
+    )
+
+
+def _fma(a: Tensor, weight_a: Tensor, b: Tensor, weight_b: Tensor) -> Tensor:
+    """fma(a, weight_a, b * weight_b) in float32: b * weight_b rounded, then a * weight_a
+    added with a single rounding (exact product and sum in double, one cast)."""
+    return ((b * weight_b).double() + a.double() * weight_a.double()).float()
+
+
+def resized_at(source: Tensor, rows: Axis, cols: Axis, y: Tensor, x: Tensor) -> Tensor:
+    """`F.interpolate(source, size, mode="bilinear")` at the output pixels (y, x) only.
+
+    Args:
+        source: (k, h, w) float32.
+        rows, cols: `axis_table(h, H)` and `axis_table(w, W)`.
+        y, x: (n,) long output coordinates.
+
+    Returns:
+        (k, n) float32, the full resize's values at those pixels (bit-equal with two or more
+        torch threads on this build; within a few ulps otherwise).
+    """
+    k, _, width = source.shape
+    flat = source.reshape(k, -1)
+    x0, x1 = cols.first[x], cols.second[x]
+    wx0, wx1 = cols.weight_first[x], cols.weight_second[x]
+
+    def along_row(r: Tensor) -> Tensor:
+        base = r * width
+        return _fma(flat[:, base + x0], wx0, flat[:, base + x1], wx1)
+
+    top = along_row(rows.first[y])
+    bottom = along_row(rows.second[y])
+    return _fma(top, rows.weight_first[y], bottom, rows.weight_second[y])
+
+
+def _corners(values: Tensor, reduce: str) -> Tensor:
+    """Per cell (r, c), the min or max of values[:, r|r+1, c|c+1] (the last row / column is
+    its own neighbour). (k, h, w) -> (k, h, w)."""
+    op = torch.minimum if reduce == "min" else torch.maximum
+    down = torch.cat([values[:, 1:], values[:, -1:]], 1)
+    rows = op(values, down)
+    right = torch.cat([rows[:, :, 1:], rows[:, :, -1:]], 2)
+    return op(rows, right)
+
+
+@dataclass(frozen=True)
+class CellDecision:
+    """What the cell bounds decide for one frame's kept queries.
+
+    Attributes:
+        known: (h, w) bool, cells whose every pixel's code is decided.
+        code: (h, w) long, that code (winning slot, + K where its sigmoid >= 0.5).
+        inside: (k, h, w) bool, the query's sigmoid >= 0.5 in the whole cell (read where
+            `known`).
+    """
+
+    known: Tensor
+    code: Tensor
+    inside: Tensor
+
+
+def decide_cells(logits: Tensor, scores: Tensor, slots: int) -> CellDecision:
+    """Cell bounds of (k, h, w) float32 logits at the source size and (k,) scores."""
+    low, high = _corners(logits, "min"), _corners(logits, "max")
+    margin = ABSOLUTE_MARGIN + RELATIVE_MARGIN * torch.maximum(low.abs(), high.abs())
+    inside = low > margin
+    sign_known = inside | (high < -margin)
+    weight = scores[:, None, None]
+    floor = (low - margin).sigmoid() * weight * (1 - RELATIVE_MARGIN)
+    ceiling = (high + margin).sigmoid() * weight * (1 + RELATIVE_MARGIN)
+    best_floor, best = floor.max(0)
+    others = ceiling.scatter(0, best[None], -1.0).amax(0)
+    winner_known = best_floor > others
+    known = winner_known & sign_known.all(0)
+    code = best + slots * inside.gather(0, best[None])[0].long()
+    return CellDecision(known=known, code=code, inside=inside)
+
+
+def winning_codes(
+    source: Tensor, scores: Tensor, output_size: tuple[int, int], slots: int, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """`panoptic_batch.winning_slots` for one frame, from logits at the source size.
+
+    Args:
+        source: (k, h, w) float32 mask logits of the kept slots, cropped to the model input
+            (the official resize's first step done).
+        scores: (k,) their class scores.
+        output_size: (H, W).
+        slots: K (codes are slot + K where inside).
+        dtype: of the code map.
+
+    Returns:
+        code (H, W) in `dtype` and original_area (k,) long, as the full-size path gives them.
+    """
+    k, h, w = source.shape
+    height, width = output_size
+    rows, cols = axis_table(h, height), axis_table(w, width)
+    cells = decide_cells(source, scores, slots)
+    # Known cells painted as blocks: each source column, then each row, repeated over its
+    # output ones (numpy's repeat: ~20x faster than torch's repeat_interleave here).
+    blocks = cells.code.to(dtype).numpy()
+    blocks = np.repeat(np.repeat(blocks, cols.count.numpy(), 1), rows.count.numpy(), 0)
+    code = torch.from_numpy(blocks)
+    pixels = rows.count[:, None] * cols.count[None, :]
+    known_inside = (cells.inside & cells.known) * pixels
+    original_area = known_inside.reshape(k, -1).sum(1)
+    y, x = _cell_pixels(~cells.known, rows, cols)
+    if y.numel():
+        logits = resized_at(source, rows, cols, y, x)
+        probs = logits.sigmoid()
+        over_half = probs >= 0.5
+        original_area += over_half.sum(1)
+        # max over dim 0 returns the first maximum: the earliest slot keeps a tie, as argmax.
+        _, winner = (probs * scores[:, None]).max(0)
+        inside = over_half.gather(0, winner[None])[0]
+        code.view(-1)[y * width + x] = (winner + slots * inside.long()).to(dtype)
+    return code, original_area
+
+
+def _cell_pixels(cells: Tensor, rows: Axis, cols: Axis) -> tuple[Tensor, Tensor]:
+    """Output coordinates (y, x), each (n,) long, of every pixel in the marked (h, w) cells."""
+    r, c = cells.nonzero(as_tuple=True)
+    heights, widths = rows.count[r], cols.count[c]
+    sizes = heights * widths
+    total = int(sizes.sum())
+    if total == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
+    cell = torch.repeat_interleave(torch.arange(len(r)), sizes)
+    offset = torch.arange(total) - (torch.cumsum(sizes, 0) - sizes)[cell]
+    cell_width = widths[cell]
+    y = rows.start[r][cell] + offset // cell_width
+    x = cols.start[c][cell] + offset % cell_width
+    return y, x

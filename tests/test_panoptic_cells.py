@@ -1,0 +1,127 @@
+"""The per-cell panoptic assignment (streamseg/model/panoptic_cells.py) against the full-size
+path of `panoptic_batch.winning_slots` and PyTorch's bilinear resize."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from streamseg.model import panoptic_batch
+from streamseg.model.panoptic_batch import MaskSizes, label_dtype, winning_slots
+from streamseg.model.panoptic_cells import axis_table, resized_at, winning_codes
+from streamseg.model.postprocess import resize_mask_logits
+
+
+@pytest.fixture
+def two_threads():
+    """PyTorch's bilinear kernel rounds differently with one thread; the bit-level checks
+    are about the multi-thread kernel the pipeline runs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def blobs(queries: int, size: tuple[int, int], seed: int) -> torch.Tensor:
+    """(Q, h, w) mask logits shaped like a model's: round blobs, positive inside."""
+    generator = torch.Generator().manual_seed(seed)
+    h, w = size
+    yy, xx = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    centers = torch.rand(queries, 2, generator=generator) * torch.tensor([h, w])
+    radius = (0.1 + 0.3 * torch.rand(queries, 1, 1, generator=generator)) * min(h, w)
+    dist2 = (yy - centers[:, :1, None]) ** 2 + (xx - centers[:, 1:, None]) ** 2
+    noise = torch.randn(queries, h, w, generator=generator) * 0.5
+    return 8 * (1 - dist2 / radius**2) + noise
+
+
+def full_size(source: torch.Tensor, scores: torch.Tensor, sizes: MaskSizes):
+    """The full-size path (every mask resized to the output) and its floats."""
+    queries = torch.arange(source.shape[0])[None]
+    original = panoptic_batch.by_cells
+    panoptic_batch.by_cells = lambda device, sizes: False
+    try:
+        code, area = winning_slots(
+            [source], queries, scores[None], [source.shape[0]], sizes, chunk=16
+        )
+    finally:
+        panoptic_batch.by_cells = original
+    resized = resize_mask_logits(source, sizes.padded, sizes.image, sizes.output)
+    return code[0], area[0], resized
+
+
+def knife_edge(resized: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """(H, W) bool: pixels whose full-size answer depends on the last bits of a float (the
+    top two score * sigmoid within 1e-5, or some logit within 1e-4 of 0)."""
+    products = resized.sigmoid() * scores[:, None, None]
+    if products.shape[0] > 1:
+        top = products.topk(2, dim=0).values
+        close = top[0] - top[1] <= 1e-5 * top[0]
+    else:
+        close = torch.zeros(resized.shape[1:], dtype=torch.bool)
+    return close | (resized.abs() < 1e-4).any(0)
+
+
+@pytest.mark.parametrize(
+    ("source_size", "output"), [((37, 50), (600, 801)), ((9, 13), (71, 97)), ((36, 64), (36, 1920))]
+)
+def test_resized_at_equals_the_bilinear_resize(two_threads, source_size, output) -> None:
+    generator = torch.Generator().manual_seed(1)
+    source = torch.randn((3, *source_size), generator=generator) * 16
+    full = F.interpolate(source[None], size=output, mode="bilinear", align_corners=False)[0]
+    y, x = torch.meshgrid(torch.arange(output[0]), torch.arange(output[1]), indexing="ij")
+    rows, cols = axis_table(source_size[0], output[0]), axis_table(source_size[1], output[1])
+    got = resized_at(source, rows, cols, y.reshape(-1), x.reshape(-1)).view_as(full)
+    # At most a few ulps of the values' magnitude (the cell margins assume far less than
+    # 1e-5 relative); on this project's machines, with two threads, bit for bit.
+    ulp = torch.finfo(torch.float32).eps * full.abs().clamp(min=1)
+    assert ((got - full).abs() <= 4 * ulp).all()
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        MaskSizes((40, 64), (36, 64), (270, 480)),
+        MaskSizes((48, 64), (45, 60), (97, 133)),
+        MaskSizes((16, 16), (13, 15), (13, 200)),  # one axis kept, one enlarged
+    ],
+)
+@pytest.mark.parametrize("queries", [1, 5, 23])
+def test_cells_equal_the_full_size_path(sizes: MaskSizes, queries: int) -> None:
+    source = blobs(queries, (sizes.padded[0] // 4, sizes.padded[1] // 4), seed=queries)
+    scores = torch.linspace(0.95, 0.5, queries)
+    code, area, resized = full_size(source, scores, sizes)
+    cropped = resize_mask_logits(source, sizes.padded, sizes.image, sizes.image).contiguous()
+    got_code, got_area = winning_codes(
+        cropped, scores, sizes.output, queries, label_dtype(2 * queries - 1)
+    )
+    edge = knife_edge(resized, scores)
+    assert edge.float().mean() < 0.01  # the comparison covers almost every pixel
+    assert torch.equal(got_code[~edge], code[~edge])
+    # original areas differ at most by the knife-edge pixels of each query's sign
+    near_zero = (resized.abs() < 1e-4).flatten(1).sum(1)
+    assert ((got_area - area[:queries]).abs() <= near_zero).all()
+
+
+def test_most_cells_are_decided_without_pixels() -> None:
+    """The point of the cells: at 1080p only the cells along borders are computed."""
+    sizes = MaskSizes((40, 64), (36, 64), (1080, 1920))
+    source = blobs(6, (10, 16), seed=3)
+    cropped = resize_mask_logits(source, sizes.padded, sizes.image, sizes.image).contiguous()
+    from streamseg.model.panoptic_cells import decide_cells
+
+    cells = decide_cells(cropped, torch.linspace(0.9, 0.6, 6), 6)
+    decided = cells.known.float().mean().item()
+    assert 0.5 < decided < 1.0
+
+
+def test_an_exact_tie_goes_to_the_earliest_slot() -> None:
+    sizes = MaskSizes((40, 64), (36, 64), (180, 320))
+    source = blobs(4, (10, 16), seed=5)
+    source[3] = source[1]  # slot 3 repeats slot 1 exactly, with the same score
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.8])
+    cropped = resize_mask_logits(source, sizes.padded, sizes.image, sizes.image).contiguous()
+    code, _ = winning_codes(cropped, scores, sizes.output, 4, torch.uint8)
+    slot = code.long() % 4
+    assert (slot == 1).any()
+    assert not (slot == 3).any()
