@@ -3,13 +3,14 @@ path of `panoptic_batch.winning_slots` and PyTorch's bilinear resize."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from streamseg.model import panoptic_batch
-from streamseg.model.panoptic_batch import MaskSizes, label_dtype, winning_slots
-from streamseg.model.panoptic_cells import axis_table, resized_at, winning_codes
+from streamseg.model.code_stats import code_stats
+from streamseg.model.panoptic_batch import MaskSizes, winning_slots
+from streamseg.model.panoptic_cells import axis_table, cell_code, cell_stats, paint, resized_at
 from streamseg.model.postprocess import resize_mask_logits
 
 
@@ -38,16 +39,17 @@ def blobs(queries: int, size: tuple[int, int], seed: int) -> torch.Tensor:
 def full_size(source: torch.Tensor, scores: torch.Tensor, sizes: MaskSizes):
     """The full-size path (every mask resized to the output) and its floats."""
     queries = torch.arange(source.shape[0])[None]
-    original = panoptic_batch.by_cells
-    panoptic_batch.by_cells = lambda device, sizes: False
-    try:
-        code, area = winning_slots(
-            [source], queries, scores[None], [source.shape[0]], sizes, chunk=16
-        )
-    finally:
-        panoptic_batch.by_cells = original
+    code, area = winning_slots([source], queries, scores[None], [source.shape[0]], sizes, chunk=16)
     resized = resize_mask_logits(source, sizes.padded, sizes.image, sizes.output)
     return code[0], area[0], resized
+
+
+def codes_by_cells(source: torch.Tensor, scores: torch.Tensor, sizes: MaskSizes):
+    """The cell path's code map (H, W) long, original areas and `CellCode`."""
+    cropped = resize_mask_logits(source, sizes.padded, sizes.image, sizes.image).contiguous()
+    cells, area = cell_code(cropped, scores, sizes.output, source.shape[0])
+    code = paint(cells, np.arange(2 * source.shape[0]))
+    return torch.from_numpy(code), area, cells
 
 
 def knife_edge(resized: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -91,16 +93,18 @@ def test_cells_equal_the_full_size_path(sizes: MaskSizes, queries: int) -> None:
     source = blobs(queries, (sizes.padded[0] // 4, sizes.padded[1] // 4), seed=queries)
     scores = torch.linspace(0.95, 0.5, queries)
     code, area, resized = full_size(source, scores, sizes)
-    cropped = resize_mask_logits(source, sizes.padded, sizes.image, sizes.image).contiguous()
-    got_code, got_area = winning_codes(
-        cropped, scores, sizes.output, queries, label_dtype(2 * queries - 1)
-    )
+    got_code, got_area, cells = codes_by_cells(source, scores, sizes)
     edge = knife_edge(resized, scores)
     assert edge.float().mean() < 0.01  # the comparison covers almost every pixel
     assert torch.equal(got_code[~edge], code[~edge])
     # original areas differ at most by the knife-edge pixels of each query's sign
     near_zero = (resized.abs() < 1e-4).flatten(1).sum(1)
     assert ((got_area - area[:queries]).abs() <= near_zero).all()
+    # the stats read from the cells are those of the painted map
+    want = code_stats(got_code[None], 2 * queries)
+    got = cell_stats(cells, 2 * queries)
+    for name, values in zip(("count", "y0", "y1", "x0", "x1"), got, strict=True):
+        assert torch.equal(values, getattr(want, name)[0]), name
 
 
 def test_most_cells_are_decided_without_pixels() -> None:
@@ -120,8 +124,7 @@ def test_an_exact_tie_goes_to_the_earliest_slot() -> None:
     source = blobs(4, (10, 16), seed=5)
     source[3] = source[1]  # slot 3 repeats slot 1 exactly, with the same score
     scores = torch.tensor([0.9, 0.8, 0.7, 0.8])
-    cropped = resize_mask_logits(source, sizes.padded, sizes.image, sizes.image).contiguous()
-    code, _ = winning_codes(cropped, scores, sizes.output, 4, torch.uint8)
-    slot = code.long() % 4
+    code, _, _ = codes_by_cells(source, scores, sizes)
+    slot = code % 4
     assert (slot == 1).any()
     assert not (slot == 3).any()

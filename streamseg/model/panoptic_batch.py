@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from streamseg.model.code_stats import code_stats, lookup, merged_boxes
-from streamseg.model.panoptic_cells import winning_codes
+from streamseg.model.code_stats import CodeStats, code_stats, lookup, merged_boxes
+from streamseg.model.panoptic_cells import CellCode, cell_code, cell_stats, paint
 from streamseg.model.postprocess import resize_mask_logits
 
 
@@ -143,10 +144,7 @@ def winning_slots(
     score * sigmoid(mask logit), the earliest on ties (argmax); masks made at the output size
     in the official resize order (`postprocess.resize_mask_logits`).
 
-    On the CPU, when the output is larger than the model input, each frame is decided per cell
-    of the model-input grid (`by_cells`, panoptic_cells.py) and only the undecided cells'
-    pixels are computed. Otherwise:
-    per frame, `chunk` kept queries at a time: memory O(chunk * H * W), and every kernel sees
+    Per frame, `chunk` kept queries at a time: memory O(chunk * H * W), and every kernel sees
     the same shapes as a frame-by-frame run, because CPU kernels round by shape (sigmoid's
     vector body and scalar tail differ in the last bit, and so do the bilinear paths), and a
     last-bit change can flip an exact tie between two queries. The running maximum is strict,
@@ -171,19 +169,7 @@ def winning_slots(
     dtype = label_dtype(2 * slots - 1)
     code = torch.zeros((batch, height, width), dtype=dtype, device=device)
     original_area = torch.zeros((batch, slots), dtype=torch.long, device=device)
-    cells = by_cells(device, sizes)
     for b, count in enumerate(counts):
-        if cells and count > 0:
-            rows = queries[b, :count]
-            # The official resize's first step (to the padded input, cropped); the second is
-            # decided per cell of this map (streamseg/model/panoptic_cells.py).
-            source = resize_mask_logits(
-                mask_logits[b][rows], sizes.padded, sizes.image, sizes.image
-            )
-            code[b], original_area[b, :count] = winning_codes(
-                source.contiguous(), slot_scores[b, :count], sizes.output, slots, dtype
-            )
-            continue
         best = winner = inside = None
         for start in range(0, count, chunk):
             stop = min(start + chunk, count)
@@ -221,6 +207,71 @@ def by_cells(device: torch.device, sizes: MaskSizes) -> bool:
         and all(out >= image for out, image in zip(sizes.output, sizes.image, strict=True))
         and not torch.is_autocast_enabled("cpu")
     )
+
+
+def cell_codes(
+    mask_logits: Sequence[Tensor] | Tensor,
+    queries: Tensor,
+    slot_scores: Tensor,
+    counts: Sequence[int],
+    sizes: MaskSizes,
+) -> tuple[list[CellCode | None], Tensor]:
+    """`winning_slots` per cell of the model-input grid (panoptic_cells.py): each frame's
+    `CellCode` (None without kept queries) and original_area (B, K) long."""
+    batch, slots = slot_scores.shape
+    original_area = torch.zeros((batch, slots), dtype=torch.long)
+    cells: list[CellCode | None] = []
+    for b, count in enumerate(counts):
+        if count == 0:
+            cells.append(None)
+            continue
+        rows = queries[b, :count]
+        # The official resize's first step (to the padded input, then cropped); the second
+        # is decided per cell of this map.
+        source = resize_mask_logits(mask_logits[b][rows], sizes.padded, sizes.image, sizes.image)
+        code, original_area[b, :count] = cell_code(
+            source.contiguous(), slot_scores[b, :count], sizes.output, slots
+        )
+        cells.append(code)
+    return cells, original_area
+
+
+def cells_stats(cells: Sequence[CellCode | None], bins: int) -> CodeStats:
+    """`code_stats` of the frames' cell codes (an empty frame: all pixels code 0)."""
+    per_frame = []
+    for code in cells:
+        if code is None:
+            per_frame.append(None)
+        else:
+            per_frame.append(cell_stats(code, bins))
+    size = next(c.size for c in cells if c is not None)
+    empty = _empty_frame_stats(size, bins)
+    fields = list(zip(*[stats if stats is not None else empty for stats in per_frame], strict=True))
+    count, y0, y1, x0, x1 = (torch.stack(list(f)) for f in fields)
+    return CodeStats(count=count, y0=y0, y1=y1, x0=x0, x1=x1)
+
+
+def _empty_frame_stats(size: tuple[int, int], bins: int) -> tuple[Tensor, ...]:
+    """Stats of a frame whose every pixel has code 0."""
+    height, width = size
+    count = torch.zeros(bins, dtype=torch.long)
+    count[0] = height * width
+    low = torch.full((bins,), height, dtype=torch.long)
+    high = torch.full((bins,), -1, dtype=torch.long)
+    left = torch.full((bins,), width, dtype=torch.long)
+    right = torch.full((bins,), -1, dtype=torch.long)
+    low[0], high[0], left[0], right[0] = 0, height - 1, 0, width - 1
+    return count, low, high, left, right
+
+
+def paint_cells(ids: Tensor, cells: Sequence[CellCode | None], size: tuple[int, int]) -> Tensor:
+    """(B, H, W) label maps: ids[b, code] painted from each frame's cell code."""
+    table = ids.numpy()
+    maps = np.zeros((len(cells), *size), dtype=table.dtype)
+    for b, code in enumerate(cells):
+        if code is not None:
+            maps[b] = paint(code, table[b])
+    return torch.from_numpy(maps)
 
 
 def exact_ratio_dtype(device: torch.device) -> torch.dtype:
@@ -294,10 +345,15 @@ def panoptic_batch(
     queries, valid = kept_slots(kept, slots)
     classes = kept.labels.gather(1, queries)
     scores = kept.scores.gather(1, queries)
-    code, original_area = winning_slots(mask_logits, queries, scores, counts, sizes, chunk)
+    cells: list[CellCode | None] = []
+    if slots > 0 and by_cells(scores.device, sizes):
+        cells, original_area = cell_codes(mask_logits, queries, scores, counts, sizes)
+        stats = cells_stats(cells, 2 * slots)
+    else:
+        code, original_area = winning_slots(mask_logits, queries, scores, counts, sizes, chunk)
+        stats = code_stats(code, 2 * slots)
     # Counts of each code give every slot's won and inside area; the extents of the inside
     # codes give the segments' boxes, with no per-segment pass.
-    stats = code_stats(code, 2 * slots)
     mask_area = stats.count[:, slots:]
     won = stats.count[:, :slots] + mask_area
     segment_of, opens = assign_slots(
@@ -306,7 +362,7 @@ def panoptic_batch(
     areas, boxes = merged_boxes(stats.columns(slots, 2 * slots), segment_of, slots)
     # The same code paints the map in one lookup: 0 below K, the slot's segment id above.
     ids = torch.cat([torch.zeros_like(segment_of), segment_of], 1).to(label_dtype(slots))
-    labels = lookup(ids, code)
+    labels = paint_cells(ids, cells, sizes.output) if cells else lookup(ids, code)
     first = true_first(opens)
     first_classes = classes.gather(1, first)
     return PanopticBatch(

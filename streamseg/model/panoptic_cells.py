@@ -161,9 +161,36 @@ def decide_cells(logits: Tensor, scores: Tensor, slots: int) -> CellDecision:
     return CellDecision(known=known, code=code, inside=inside)
 
 
-def winning_codes(
-    source: Tensor, scores: Tensor, output_size: tuple[int, int], slots: int, dtype: torch.dtype
-) -> tuple[Tensor, Tensor]:
+@dataclass(frozen=True)
+class CellCode:
+    """One frame's code map (winning slot, + K where its sigmoid >= 0.5) without its pixels:
+    decided cells, and the pixels of the others.
+
+    Attributes:
+        blocks: (h, w) long, the code of each decided cell.
+        known: (h, w) bool, decided cells.
+        rows, cols: the resize's `Axis` tables (a cell's output rows and columns).
+        y, x: (n,) long, the pixels of the undecided cells.
+        codes: (n,) long, their codes.
+    """
+
+    blocks: Tensor
+    known: Tensor
+    rows: Axis
+    cols: Axis
+    y: Tensor
+    x: Tensor
+    codes: Tensor
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the map."""
+        return len(self.rows.first), len(self.cols.first)
+
+
+def cell_code(
+    source: Tensor, scores: Tensor, output_size: tuple[int, int], slots: int
+) -> tuple[CellCode, Tensor]:
     """`panoptic_batch.winning_slots` for one frame, from logits at the source size.
 
     Args:
@@ -172,34 +199,66 @@ def winning_codes(
         scores: (k,) their class scores.
         output_size: (H, W).
         slots: K (codes are slot + K where inside).
-        dtype: of the code map.
 
     Returns:
-        code (H, W) in `dtype` and original_area (k,) long, as the full-size path gives them.
+        the `CellCode` and original_area (k,) long (pixels with sigmoid >= 0.5 per slot), as
+        the full-size path gives them.
     """
     k, h, w = source.shape
-    height, width = output_size
-    rows, cols = axis_table(h, height), axis_table(w, width)
+    rows, cols = axis_table(h, output_size[0]), axis_table(w, output_size[1])
     cells = decide_cells(source, scores, slots)
-    # Known cells painted as blocks: each source column, then each row, repeated over its
-    # output ones (numpy's repeat: ~20x faster than torch's repeat_interleave here).
-    blocks = cells.code.to(dtype).numpy()
-    blocks = np.repeat(np.repeat(blocks, cols.count.numpy(), 1), rows.count.numpy(), 0)
-    code = torch.from_numpy(blocks)
     pixels = rows.count[:, None] * cols.count[None, :]
-    known_inside = (cells.inside & cells.known) * pixels
-    original_area = known_inside.reshape(k, -1).sum(1)
+    original_area = ((cells.inside & cells.known) * pixels).reshape(k, -1).sum(1)
     y, x = _cell_pixels(~cells.known, rows, cols)
+    codes = torch.zeros(0, dtype=torch.long)
     if y.numel():
-        logits = resized_at(source, rows, cols, y, x)
-        probs = logits.sigmoid()
+        probs = resized_at(source, rows, cols, y, x).sigmoid()
         over_half = probs >= 0.5
         original_area += over_half.sum(1)
         # max over dim 0 returns the first maximum: the earliest slot keeps a tie, as argmax.
         _, winner = (probs * scores[:, None]).max(0)
-        inside = over_half.gather(0, winner[None])[0]
-        code.view(-1)[y * width + x] = (winner + slots * inside.long()).to(dtype)
-    return code, original_area
+        codes = winner + slots * over_half.gather(0, winner[None])[0].long()
+    return CellCode(cells.code, cells.known, rows, cols, y, x, codes), original_area
+
+
+def paint(cells: CellCode, table: np.ndarray) -> np.ndarray:
+    """(H, W) map of table[code]: decided cells as blocks (each source column, then each row,
+    repeated over its output ones: numpy's repeat, ~20x faster than torch's
+    repeat_interleave here), then the other pixels. table: (2K,) values per code."""
+    blocks = table[cells.blocks.numpy()]
+    blocks = np.repeat(np.repeat(blocks, cells.cols.count.numpy(), 1), cells.rows.count.numpy(), 0)
+    if cells.y.numel():
+        width = blocks.shape[1]
+        blocks.reshape(-1)[(cells.y * width + cells.x).numpy()] = table[cells.codes.numpy()]
+    return blocks
+
+
+def cell_stats(cells: CellCode, bins: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Pixel count, first / last row and first / last column of each code 0..bins-1, each
+    (bins,) long (H / W and -1 where absent), from the cells and the computed pixels."""
+    height, width = cells.size
+    rows, cols = cells.rows, cells.cols
+    r, c = (cells.known & (rows.count[:, None] > 0) & (cols.count[None, :] > 0)).nonzero(
+        as_tuple=True
+    )
+    key = torch.cat([cells.blocks[r, c], cells.codes])
+    count = torch.cat([rows.count[r] * cols.count[c], torch.ones_like(cells.codes)])
+    top = torch.cat([rows.start[r], cells.y])
+    bottom = torch.cat([rows.start[r] + rows.count[r] - 1, cells.y])
+    left = torch.cat([cols.start[c], cells.x])
+    right = torch.cat([cols.start[c] + cols.count[c] - 1, cells.x])
+
+    def reduce(values: Tensor, start: int, how: str) -> Tensor:
+        out = torch.full((bins,), start, dtype=torch.long)
+        return out.scatter_reduce_(0, key, values, how)
+
+    return (
+        torch.zeros(bins, dtype=torch.long).scatter_add_(0, key, count),
+        reduce(top, height, "amin"),
+        reduce(bottom, -1, "amax"),
+        reduce(left, width, "amin"),
+        reduce(right, -1, "amax"),
+    )
 
 
 def _cell_pixels(cells: Tensor, rows: Axis, cols: Axis) -> tuple[Tensor, Tensor]:
