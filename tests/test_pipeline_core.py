@@ -51,17 +51,18 @@ def _tracked_frames(count: int) -> list:
 def test_blocks_number_their_segments_and_join() -> None:
     tracked = _tracked_frames(3)
     block = StoreBlock.of_frames(tracked[:2])
-    assert block.labels.shape == (2, 24, 32) and block.labels.dtype == np.int32
+    assert len(block.labels) == 2
+    assert all(m.shape == (24, 32) and m.dtype == np.int32 for m in block.labels)
     assert block.frames["pts"].tolist() == [0, 2] and block.overlay == ()
     assert set(block.segments["frame"].tolist()) == {0, 1}
     second = StoreBlock.of_frames(tracked[2:], overlay=True)
     assert len(second.overlay) == 1 and second.overlay[0].track_names
-    joined = join_blocks([block, StoreBlock.empty((24, 32)), second])
+    joined = join_blocks([block, StoreBlock.empty(), second])
     assert joined.num_frames == 3 and joined.commit is None
     assert joined.segments["frame"].tolist() == sorted(joined.segments["frame"].tolist())
     assert joined.segments["frame"][-1] == 2
-    empty = StoreBlock.empty((24, 32), Commit("{}", {}))
-    assert empty.num_frames == 0 and empty.labels.shape == (0, 24, 32)
+    empty = StoreBlock.empty(Commit("{}", {}))
+    assert empty.num_frames == 0 and empty.labels == ()
 
 
 def test_store_writer_commits_only_on_commit_blocks(tmp_path: Path) -> None:

@@ -395,7 +395,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             stages["store"] = stage_result(n, measure(store, config.repeats))
         if "render" in config.stages:
             say("render")
-            labels = [block.labels for block in _store_blocks(segmentations, 1)]
+            labels = [block.labels[0] for block in _store_blocks(segmentations, 1)]
             names = {i: str(i) for i in range(1, 1 + max(len(s.segments) for s in segmentations))}
             renders = iter(range(10**9))
 
@@ -566,7 +566,7 @@ def _store_blocks(segmentations: list[Any], batch_size: int) -> list[StoreBlock]
             "keyframe": np.zeros(len(chunk), np.uint8),
             "corrupt": np.zeros(len(chunk), np.uint8),
         }
-        blocks.append(StoreBlock(labels, frames, segment_columns(rows)))
+        blocks.append(StoreBlock(tuple(labels), frames, segment_columns(rows)))
     return blocks
 
 
@@ -592,4 +592,4 @@ def _render(
 
     with OverlayWriter(path, size=size, rate=12) as writer:
         for image, label in zip(images, labels, strict=True):
-            writer.write(image, label[0], names)
+            writer.write(image, label, names)

@@ -65,7 +65,9 @@ class StoreBlock:
     """Whole frames for the store (and overlay), and maybe a commit after them.
 
     Attributes:
-        labels: (n, H, W) int32 track ids.
+        labels: n (H, W) int32 track-id maps, one per frame: kept apart, since stacking them
+            costs a full copy of every map (~8 MB a frame at 1080p); the store makes the one
+            contiguous array zarr writes, per commit.
         frames: frames-table columns, (n,) each (FRAME_NAMES).
         segments: segments-table columns, (m,) each (segments.SEGMENT_NAMES); `frame` counts
             from the block's first frame.
@@ -75,7 +77,7 @@ class StoreBlock:
             segmenter gave none; the store then keeps no vectors).
     """
 
-    labels: np.ndarray
+    labels: tuple[np.ndarray, ...]
     frames: dict[str, np.ndarray]
     segments: dict[str, np.ndarray]
     overlay: tuple[OverlayItem, ...] = ()
@@ -84,13 +86,13 @@ class StoreBlock:
 
     @property
     def num_frames(self) -> int:
-        return int(self.labels.shape[0])
+        return len(self.labels)
 
     @classmethod
-    def empty(cls, label_size: tuple[int, int], commit: Commit | None = None) -> StoreBlock:
+    def empty(cls, commit: Commit | None = None) -> StoreBlock:
         """A block without frames (it only commits)."""
         return cls(
-            labels=np.zeros((0, *label_size), np.int32),
+            labels=(),
             frames={name: np.zeros(0) for name in FRAME_NAMES},
             segments=segment_columns([]),
             commit=commit,
@@ -108,7 +110,7 @@ class StoreBlock:
         )
         vectors = [t.embeddings for t in tracked]
         return cls(
-            labels=np.stack([t.labels for t in tracked], dtype=np.int32),  # one copy, cast in it
+            labels=tuple(t.labels for t in tracked),
             frames=frame_columns([t.frame for t in tracked]),
             segments=segment_columns(rows),
             overlay=pictures,
@@ -131,7 +133,7 @@ def join_blocks(blocks: Sequence[StoreBlock]) -> StoreBlock:
             parts = [np.asarray(p, np.int64) + o for p, o in zip(parts, offsets, strict=True)]
         segments[name] = np.concatenate(parts)
     return StoreBlock(
-        labels=np.concatenate([b.labels for b in blocks]),
+        labels=tuple(labels for b in blocks for labels in b.labels),
         frames={
             name: np.concatenate([b.frames[name] for b in blocks]) for name in blocks[0].frames
         },

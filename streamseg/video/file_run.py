@@ -193,7 +193,7 @@ def run_file(
             writer.put(StoreBlock.of_frames(tracked, commit, overlay=overlay_writer is not None))
         # The last partial block.
         writer.put(
-            StoreBlock.empty(label_size, Commit(tracker.state.to_json(), _decode_facts(stats)))
+            StoreBlock.empty(Commit(tracker.state.to_json(), _decode_facts(stats)))
         )
         writer.close()
     except KeyboardInterrupt:
@@ -203,7 +203,7 @@ def run_file(
         with contextlib.suppress(BaseException):
             if sent_state is not None:
                 commit = Commit(sent_state.to_json(), _decode_facts(stats))
-                writer.put(StoreBlock.empty(label_size, commit))
+                writer.put(StoreBlock.empty(commit))
             writer.abort()  # and the lease given back now
         if overlay_writer is not None:
             with contextlib.suppress(BaseException):

@@ -253,7 +253,7 @@ def run_live(
                 StoreBlock.of_frames(block, commit, overlay=overlay_writer is not None)
             )
         else:
-            current.writer.put(StoreBlock.empty(stage.label_size, commit))
+            current.writer.put(StoreBlock.empty(commit))
         current.rows += len(block)
 
     def close_slot(current: _StoreSlot, reason: str) -> None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -420,7 +420,7 @@ class LabelStore:
 
     def write_block(
         self,
-        labels: np.ndarray,
+        labels: np.ndarray | Sequence[np.ndarray],
         frames: Mapping[str, np.ndarray],
         segments: Mapping[str, np.ndarray],
         tracker_state: str | None = None,
@@ -431,7 +431,8 @@ class LabelStore:
         """Append whole frames, and (by default) commit everything appended so far.
 
         Args:
-            labels: (n, H, W) int32 track ids of n frames.
+            labels: (n, H, W) int32 track ids of n frames, or n (H, W) maps (stacked here,
+                in one copy: zarr writes a shard's frames from one array).
             frames: FRAME_COLUMNS except segment_start / segment_count, each (n,).
             segments: SEGMENT_COLUMNS, each (m,), `frame` relative to this block (0..n-1).
             tracker_state: tracker JSON after the last frame of the block (with `commit`).
@@ -444,6 +445,12 @@ class LabelStore:
         """
         if self._lease is not None:
             check_held(self.path, self._lease)  # a fenced writer must not touch the data
+        if not isinstance(labels, np.ndarray):
+            labels = (
+                np.stack(labels, dtype=np.int32)
+                if len(labels)
+                else np.zeros((0, *self._meta["label_size"]), np.int32)
+            )
         n = int(labels.shape[0])
         t0, s0 = self._written
         local = np.asarray(segments["frame"], np.int64)
@@ -453,9 +460,12 @@ class LabelStore:
         frame_rows = {**frames, "segment_start": starts, "segment_count": counts}
         labels = np.asarray(labels, np.int32)
         self._append("labels", t0, labels)
+        level_map = labels
         for level in range(1, int(self._meta.get("pyramid_levels", 0)) + 1):
-            step = 2**level  # nearest: a track id is never blended with another
-            self._append(f"{PYRAMID_GROUP}/{level}", t0, labels[:, ::step, ::step].copy())
+            # Nearest (a track id is never blended with another): every 2**level-th pixel,
+            # taken from the previous level (a quarter of the reads).
+            level_map = level_map[:, ::2, ::2].copy()
+            self._append(f"{PYRAMID_GROUP}/{level}", t0, level_map)
         for name, dtype in FRAME_COLUMNS.items():
             self._append(f"frames/{name}", t0, np.asarray(frame_rows[name], dtype))
         self._append(TIME_ARRAY, t0, np.asarray(frame_rows["time"], FRAME_COLUMNS["time"]))
