@@ -10,7 +10,15 @@ import torch.nn.functional as F
 
 from streamseg.model.code_stats import code_stats
 from streamseg.model.panoptic_batch import MaskSizes, winning_slots
-from streamseg.model.panoptic_cells import axis_table, cell_code, cell_stats, paint, resized_at
+from streamseg.model.panoptic_cells import (
+    axis_table,
+    cell_code,
+    cell_pixels,
+    cell_stats,
+    paint,
+    resized_at,
+    resized_in_cells,
+)
 from streamseg.model.postprocess import resize_mask_logits
 
 
@@ -128,3 +136,17 @@ def test_an_exact_tie_goes_to_the_earliest_slot() -> None:
     slot = code % 4
     assert (slot == 1).any()
     assert not (slot == 3).any()
+
+
+def test_cells_resize_as_the_pixels_do() -> None:
+    """The per-cell horizontal step gives the same floats as `resized_at` pixel by pixel."""
+    generator = torch.Generator().manual_seed(2)
+    source = torch.randn((3, 11, 17), generator=generator) * 8
+    rows, cols = axis_table(11, 83), axis_table(17, 151)
+    marked = torch.rand((11, 17), generator=generator) < 0.3
+    pixels = cell_pixels(marked, rows, cols)
+    assert pixels.y.numel() == int((rows.count[:, None] * cols.count[None, :])[marked].sum())
+    assert torch.equal(
+        resized_in_cells(source, rows, cols, pixels),
+        resized_at(source, rows, cols, pixels.y, pixels.x),
+    )

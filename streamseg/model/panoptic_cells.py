@@ -209,10 +209,11 @@ def cell_code(
     cells = decide_cells(source, scores, slots)
     pixels = rows.count[:, None] * cols.count[None, :]
     original_area = ((cells.inside & cells.known) * pixels).reshape(k, -1).sum(1)
-    y, x = _cell_pixels(~cells.known, rows, cols)
+    pixels = cell_pixels(~cells.known, rows, cols)
+    y, x = pixels.y, pixels.x
     codes = torch.zeros(0, dtype=torch.long)
     if y.numel():
-        probs = resized_at(source, rows, cols, y, x).sigmoid()
+        probs = resized_in_cells(source, rows, cols, pixels).sigmoid()
         over_half = probs >= 0.5
         original_area += over_half.sum(1)
         # max over dim 0 returns the first maximum: the earliest slot keeps a tie, as argmax.
@@ -261,18 +262,57 @@ def cell_stats(cells: CellCode, bins: int) -> tuple[Tensor, Tensor, Tensor, Tens
     )
 
 
-def _cell_pixels(cells: Tensor, rows: Axis, cols: Axis) -> tuple[Tensor, Tensor]:
-    """Output coordinates (y, x), each (n,) long, of every pixel in the marked (h, w) cells."""
+@dataclass(frozen=True)
+class CellPixels:
+    """The output pixels of some cells.
+
+    Attributes:
+        rows, cols: (m,) long, each cell's source row and column.
+        y, x: (n,) long, output coordinates of every pixel of those cells.
+        cell: (n,) long, the cell (0..m-1) of each pixel.
+        dx: (n,) long, its column within the cell.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    y: Tensor
+    x: Tensor
+    cell: Tensor
+    dx: Tensor
+
+
+def cell_pixels(cells: Tensor, rows: Axis, cols: Axis) -> CellPixels:
+    """Every output pixel of the marked (h, w) cells."""
     r, c = cells.nonzero(as_tuple=True)
     heights, widths = rows.count[r], cols.count[c]
     sizes = heights * widths
     total = int(sizes.sum())
-    if total == 0:
-        empty = torch.zeros(0, dtype=torch.long)
-        return empty, empty
     cell = torch.repeat_interleave(torch.arange(len(r)), sizes)
     offset = torch.arange(total) - (torch.cumsum(sizes, 0) - sizes)[cell]
     cell_width = widths[cell]
+    dx = offset % cell_width
     y = rows.start[r][cell] + offset // cell_width
-    x = cols.start[c][cell] + offset % cell_width
-    return y, x
+    return CellPixels(r, c, y, cols.start[c][cell] + dx, cell, dx)
+
+
+def resized_in_cells(source: Tensor, rows: Axis, cols: Axis, pixels: CellPixels) -> Tensor:
+    """`resized_at(source, rows, cols, pixels.y, pixels.x)`, with the horizontal step done
+    once per cell and column (each cell's output rows share their two source rows): the same
+    operations on the same numbers, so the same floats. -> (k, n) float32."""
+    k, _, width = source.shape
+    flat = source.reshape(k, -1)
+    span = int(cols.count.max())
+    # (m, span) output columns of each cell (padding repeats the last; never read)
+    x = (cols.start[pixels.cols][:, None] + torch.arange(span)).clamp(max=len(cols.first) - 1)
+    x0, x1 = cols.first[x], cols.second[x]
+    wx0, wx1 = cols.weight_first[x], cols.weight_second[x]
+
+    def along_row(r: Tensor) -> Tensor:  # (m,) source rows -> (k, m, span)
+        base = (r * width)[:, None]
+        return _fma(flat[:, base + x0], wx0, flat[:, base + x1], wx1)
+
+    top = along_row(pixels.rows)[:, pixels.cell, pixels.dx]
+    # a cell's second source row, read at its first output row (every cell here has one)
+    first_row = rows.start[pixels.rows].clamp(max=len(rows.first) - 1)
+    bottom = along_row(rows.second[first_row])[:, pixels.cell, pixels.dx]
+    return _fma(top, rows.weight_first[pixels.y], bottom, rows.weight_second[pixels.y])
