@@ -22,7 +22,7 @@ from panoptic_reference import (
 )
 from torch.overrides import TorchFunctionMode
 
-from streamseg.model import panoptic_batch
+from streamseg.model import host_copy, panoptic_batch
 from streamseg.model.code_stats import (
     code_stats_from_lines,
     code_stats_from_runs,
@@ -393,7 +393,10 @@ def test_lookup_reads_each_maps_table() -> None:
     assert lookup(table, code).tolist() == [[[0, 5], [6, 6]], [[7, 7], [0, 0]]]
 
 
-def test_to_host_round_trips_mixed_dtypes() -> None:
+@pytest.mark.parametrize("packed", [False, True])  # CPU views; the accelerators' one copy
+def test_to_host_round_trips_mixed_dtypes(monkeypatch, packed: bool) -> None:
+    if packed:
+        monkeypatch.setattr(host_copy, "on_host", lambda tensors: False)
     tensors = {
         "bytes": torch.arange(7, dtype=torch.uint8),
         "shorts": torch.arange(-3, 2, dtype=torch.int16).view(5, 1),
@@ -604,6 +607,7 @@ def test_host_reads_per_batch_do_not_grow_with_segments(monkeypatch) -> None:
     # device to synchronise with.
     monkeypatch.setattr(panoptic_batch, "code_stats", code_stats_from_lines)
     monkeypatch.setattr(panoptic_batch, "lookup", lookup_gather)
+    monkeypatch.setattr(host_copy, "on_host", lambda tensors: False)
     few, many = count_syncs(3), count_syncs(30)
     assert few == many == 2  # the kept counts, then the one copy of maps and table
     # The counter sees per-segment reads: the former path makes more of them per segment.

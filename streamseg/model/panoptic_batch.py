@@ -59,7 +59,8 @@ class PanopticBatch:
     """Panoptic maps and segments of B frames, on the device (K = slots, S = segments).
 
     Attributes:
-        labels: (B, H, W) segment id per pixel (0 = none), dtype `label_dtype(K)`.
+        labels: (B, H, W) segment id per pixel (0 = none), dtype `label_dtype(K)` (int32
+            from the CPU's cell path: those maps stay on the host, where frames are int32).
         slot_queries: (B, K) long, the query in each slot (kept ones first, in query order).
         segment_of: (B, K) long, the segment id of each slot's query (0 = dropped, padding).
         count: (B,) long, segments per frame (S <= K).
@@ -265,12 +266,15 @@ def _empty_frame_stats(size: tuple[int, int], bins: int) -> tuple[Tensor, ...]:
 
 
 def paint_cells(ids: Tensor, cells: Sequence[CellCode | None], size: tuple[int, int]) -> Tensor:
-    """(B, H, W) label maps: ids[b, code] painted from each frame's cell code."""
-    table = ids.numpy()
-    maps = np.zeros((len(cells), *size), dtype=table.dtype)
+    """(B, H, W) int32 label maps: ids[b, code] painted from each frame's cell code."""
+    # int32, the dtype frames hand out (`FrameSegmentation.panoptic`): painted once, no cast.
+    table = ids.numpy().astype(np.int32)
+    maps = np.empty((len(cells), *size), dtype=np.int32)
     for b, code in enumerate(cells):
-        if code is not None:
-            maps[b] = paint(code, table[b])
+        if code is None:
+            maps[b] = 0
+        else:
+            paint(code, table[b], out=maps[b])
     return torch.from_numpy(maps)
 
 

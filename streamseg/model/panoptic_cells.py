@@ -222,16 +222,22 @@ def cell_code(
     return CellCode(cells.code, cells.known, rows, cols, y, x, codes), original_area
 
 
-def paint(cells: CellCode, table: np.ndarray) -> np.ndarray:
-    """(H, W) map of table[code]: decided cells as blocks (each source column, then each row,
-    repeated over its output ones: numpy's repeat, ~20x faster than torch's
-    repeat_interleave here), then the other pixels. table: (2K,) values per code."""
-    blocks = table[cells.blocks.numpy()]
-    blocks = np.repeat(np.repeat(blocks, cells.cols.count.numpy(), 1), cells.rows.count.numpy(), 0)
+def paint(cells: CellCode, table: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """(H, W) map of table[code]: decided cells as blocks (each source column repeated over
+    its output columns, then the source rows taken for the output rows: numpy, ~20x faster
+    than torch's repeat_interleave here), then the other pixels.
+
+    Args:
+        table: (2K,) value per code.
+        out: (H, W) array of table's dtype to paint into (None: a new one).
+    """
+    columns = np.repeat(table[cells.blocks.numpy()], cells.cols.count.numpy(), 1)
+    # mode='clip' (the indices are in range): with the default, numpy buffers `out`
+    painted = np.take(columns, cells.rows.first.numpy(), axis=0, out=out, mode="clip")
     if cells.y.numel():
-        width = blocks.shape[1]
-        blocks.reshape(-1)[(cells.y * width + cells.x).numpy()] = table[cells.codes.numpy()]
-    return blocks
+        width = painted.shape[1]
+        painted.reshape(-1)[(cells.y * width + cells.x).numpy()] = table[cells.codes.numpy()]
+    return painted
 
 
 def cell_stats(cells: CellCode, bins: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:

@@ -151,7 +151,8 @@ def host_frames(arrays: dict[str, np.ndarray]) -> list[FrameSegmentation]:
         ]
         frames.append(
             FrameSegmentation(
-                panoptic=arrays["labels"][b].astype(np.int32),
+                # no copy where the maps are int32 already (the CPU's cell path)
+                panoptic=arrays["labels"][b].astype(np.int32, copy=False),
                 segments=segments,
                 # A copy: a view would keep the whole batch's buffer alive.
                 embeddings=arrays["embeddings"][b, :count].copy(),
