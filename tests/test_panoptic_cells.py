@@ -150,3 +150,17 @@ def test_cells_resize_as_the_pixels_do() -> None:
         resized_in_cells(source, rows, cols, pixels),
         resized_at(source, rows, cols, pixels.y, pixels.x),
     )
+
+
+def test_many_undecided_cells_go_the_full_size_way() -> None:
+    """A noisy frame leaves most cells undecided: computing them one by one would cost more
+    than the full-size path, so the batch takes that path."""
+    from streamseg.model.panoptic_batch import cell_codes
+
+    sizes = MaskSizes((160, 256), (144, 256), (1080, 1920))  # the default model at 1080p
+    smooth = blobs(5, (40, 64), seed=4)
+    noisy = torch.randn((5, 40, 64), generator=torch.Generator().manual_seed(4)) * 0.2
+    queries = torch.arange(5).repeat(2, 1)
+    scores = torch.full((2, 5), 0.5) + torch.linspace(0, 0.1, 5)
+    assert cell_codes([smooth, smooth], queries, scores, [5, 5], sizes) is not None
+    assert cell_codes([smooth, noisy], queries, scores, [5, 5], sizes) is None

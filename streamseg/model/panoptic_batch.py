@@ -18,7 +18,14 @@ import torch
 from torch import Tensor
 
 from streamseg.model.code_stats import CodeStats, code_stats, lookup, merged_boxes
-from streamseg.model.panoptic_cells import CellCode, cell_code, cell_stats, paint
+from streamseg.model.panoptic_cells import (
+    MAX_UNDECIDED,
+    CellCode,
+    cell_code,
+    cell_stats,
+    decide_cells,
+    paint,
+)
 from streamseg.model.postprocess import resize_mask_logits
 
 
@@ -216,22 +223,36 @@ def cell_codes(
     slot_scores: Tensor,
     counts: Sequence[int],
     sizes: MaskSizes,
-) -> tuple[list[CellCode | None], Tensor]:
+) -> tuple[list[CellCode | None], Tensor] | None:
     """`winning_slots` per cell of the model-input grid (panoptic_cells.py): each frame's
-    `CellCode` (None without kept queries) and original_area (B, K) long."""
+    `CellCode` (None without kept queries) and original_area (B, K) long; None when some
+    frame leaves more than `MAX_UNDECIDED` of its cells undecided (the full-size path is
+    cheaper then)."""
     batch, slots = slot_scores.shape
     original_area = torch.zeros((batch, slots), dtype=torch.long)
-    cells: list[CellCode | None] = []
+    decided = []
     for b, count in enumerate(counts):
         if count == 0:
-            cells.append(None)
+            decided.append(None)
             continue
         rows = queries[b, :count]
         # The official resize's first step (to the padded input, then cropped); the second
         # is decided per cell of this map.
         source = resize_mask_logits(mask_logits[b][rows], sizes.padded, sizes.image, sizes.image)
+        source = source.contiguous()
+        decision = decide_cells(source, slot_scores[b, :count], slots)
+        if (~decision.known).float().mean() > MAX_UNDECIDED:
+            return None
+        decided.append((source, decision))
+    cells: list[CellCode | None] = []
+    for b, item in enumerate(decided):
+        if item is None:
+            cells.append(None)
+            continue
+        source, decision = item
+        count = source.shape[0]
         code, original_area[b, :count] = cell_code(
-            source.contiguous(), slot_scores[b, :count], sizes.output, slots
+            source, slot_scores[b, :count], sizes.output, slots, decision
         )
         cells.append(code)
     return cells, original_area
@@ -350,8 +371,11 @@ def panoptic_batch(
     classes = kept.labels.gather(1, queries)
     scores = kept.scores.gather(1, queries)
     cells: list[CellCode | None] = []
+    by_cell = None
     if slots > 0 and by_cells(scores.device, sizes):
-        cells, original_area = cell_codes(mask_logits, queries, scores, counts, sizes)
+        by_cell = cell_codes(mask_logits, queries, scores, counts, sizes)
+    if by_cell is not None:
+        cells, original_area = by_cell
         stats = cells_stats(cells, 2 * slots)
     else:
         code, original_area = winning_slots(mask_logits, queries, scores, counts, sizes, chunk)
