@@ -18,8 +18,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 @dataclass(frozen=True)
 class LiveRate:
@@ -40,8 +38,15 @@ class LiveRate:
 
 
 def encode_stream(size: tuple[int, int], frames: int, fps: float) -> list[tuple[float, bytes]]:
-    """A synthetic MPEG-TS stream (moving gradient, mpeg4) as (send time in s, bytes) chunks."""
+    """A synthetic MPEG-TS stream (a shapes-world clip, seed 0, mpeg4) as (send time in s,
+    bytes) chunks: the scenes the default model knows, as in the other stages (a moving
+    gradient, used before, gives a model nothing to find and was a worst case for the
+    post-processing instead)."""
+    from dataclasses import replace
+
     import av
+
+    from streamseg.synthetic.video import VideoConfig, iter_video
 
     chunks: list[tuple[float, bytes]] = []
     clock = [0.0]
@@ -53,16 +58,13 @@ def encode_stream(size: tuple[int, int], frames: int, fps: float) -> list[tuple[
 
     height, width = size
     rate = Fraction(fps).limit_denominator(1001)
-    ys, xs = np.mgrid[0:height, 0:width]
+    scenes = iter_video(0, replace(VideoConfig(), height=height, width=width, num_frames=frames))
     with av.open(_Sink(), "w", format="mpegts") as out:
         stream = out.add_stream("mpeg4", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(frames):
+        for index, scene in enumerate(scenes):
             clock[0] = index / float(rate)
-            image = np.stack(
-                [(xs + 4 * index) % 256, (ys + 2 * index) % 256, (xs + ys) % 256], axis=-1
-            ).astype(np.uint8)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(scene.image, format="rgb24")
             frame.pts = index
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
