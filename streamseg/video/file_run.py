@@ -192,9 +192,7 @@ def run_file(
                 since_commit = 0
             writer.put(StoreBlock.of_frames(tracked, commit, overlay=overlay_writer is not None))
         # The last partial block.
-        writer.put(
-            StoreBlock.empty(Commit(tracker.state.to_json(), _decode_facts(stats)))
-        )
+        writer.put(StoreBlock.empty(Commit(tracker.state.to_json(), _decode_facts(stats))))
         writer.close()
     except KeyboardInterrupt:
         # A clean stop (Ctrl-C): commit every whole batch already handed to the writer, with
