@@ -95,6 +95,28 @@ class TrackerConfig:
     # side before their overlap is taken: a sliver at the border touches its track's last box
     # without overlapping it (issue 18 round 3). 0 = the boxes as they are.
     unknown_box_margin: float = 0.02
+    # Round 4 (video/track_leftovers.py), off by default: on held-out seeds they linked a track
+    # across a cut the class agreement missed (docs/TRACKING.md); `video/track.py:
+    # LEFTOVERS_TRACKER` turns them on with the measured values 0.2 / 0.5 / 0.8.
+    # Tracks and segments the first assignment left apart are assigned again on mask IoU alone
+    # (class, embedding and predicted box not looked at) where it is at least this: on the
+    # model's segments one object's class, and its CLIP embedding with it, flickers between
+    # frames. 0 = no such stage.
+    geometry_match_iou: float = 0.0
+    # A thing segment still unassigned with at least this share of its pixels inside the last
+    # mask of a track assigned in this frame, of that track's class, is a second piece of that
+    # object (the model now and then splits one object between two queries) and gets its
+    # label. 0 = it starts a track of its own.
+    piece_containment: float = 0.0
+    # A track seen in the previous processed frame, unassigned now, whose last mask lies at
+    # least this share inside a segment assigned to another track of its class was a piece of
+    # that object: it ends. 0 = it stays.
+    absorb_containment: float = 0.0
+    # The three stages above look at neither class nor appearance: they run only in a frame
+    # where at least this share of the pixels kept their class since the previous processed
+    # frame, so not at most cuts that `cut_threshold` missed (not all: some keep more).
+    # 0 = in every frame.
+    leftover_agreement: float = 0.8
 
 
 @dataclass(frozen=True)

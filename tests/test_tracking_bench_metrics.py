@@ -114,12 +114,14 @@ def test_small_oracle_run_without_a_model() -> None:
     )  # fmt: skip
     result = run_tracking_bench(settings, compared_trackers())
     for variant in ("plain", "cuts"):
-        for name in ("before", "default"):
+        for name in ("before", "default", "leftovers"):
             scores = result["results"]["oracle"][variant][name]
             assert scores["frames"] == 12 and 0.0 <= scores["idf1"] <= 1.0
             # oracle masks: every frame's segments are the ground truth, so per-frame PQ is 1
             assert scores["vpq_by_window"]["1"] == 1.0
     assert result["results"]["oracle"]["cuts"]["default"]["cut_crossings"] == 0
-    assert set(result["cost_1080p_ms"]) == {"before", "default"}
+    assert set(result["cost_1080p_ms"]) == {"before", "default", "leftovers"}
     # the tracker from before issue 18 reads the detections it was built for
-    assert result["detections"] == {"before": "unmarked", "default": "marked"}
+    assert result["detections"] == {
+        "before": "unmarked", "default": "marked", "leftovers": "marked"
+    }  # fmt: skip

@@ -41,7 +41,7 @@ from streamseg.bench.tracking_metrics import IdentityMetrics
 from streamseg.config import TrackerConfig
 from streamseg.errors import UserError
 from streamseg.model.outputs import FrameSegmentation
-from streamseg.video.track import LEGACY_TRACKER, Tracker
+from streamseg.video.track import LEFTOVERS_TRACKER, LEGACY_TRACKER, Tracker
 
 SOURCES = ("oracle", "model")
 FULL_HD = (1080, 1920)
@@ -73,8 +73,9 @@ class _Scores:
 
 
 def compared_trackers() -> dict[str, TrackerConfig]:
-    """The report's trackers: the one before issue 18 and today's default."""
-    return {"before": LEGACY_TRACKER, "default": TrackerConfig()}
+    """The report's trackers: the one before issue 18, today's default, and the default with
+    round 4's leftover stages (not the default: docs/TRACKING.md)."""
+    return {"before": LEGACY_TRACKER, "default": TrackerConfig(), "leftovers": LEFTOVERS_TRACKER}
 
 
 def check_settings(settings: TrackingBenchSettings) -> None:

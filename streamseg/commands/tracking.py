@@ -1,7 +1,7 @@
 """`streamseg tracking --out DIR`: the tracker on shapes-world videos with exact track ground
 truth: IDF1, identity switches, fragmentations, cut crossings, AQ / STQ / VPQ by window, for
 oracle and model segments, plain and stressed variants, today's tracker next to the one before
-it (docs/TRACKING.md)."""
+it and to round 4's leftover stages (docs/TRACKING.md)."""
 
 from __future__ import annotations
 

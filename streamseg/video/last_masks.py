@@ -46,6 +46,21 @@ def iou_from_counts(
     return np.where(union > 0, intersections / np.maximum(union, 1), 0.0)
 
 
+@dataclass(frozen=True)
+class MaskOverlaps:
+    """Pixel counts of K last masks against N segments of a frame.
+
+    Attributes:
+        intersections: (K, N) int64 pixels shared by mask k and segment n.
+        mask_areas: (K,) int64 (0: a mask of another label size than the frame's).
+        segment_areas: (N,) int64.
+    """
+
+    intersections: np.ndarray
+    mask_areas: np.ndarray
+    segment_areas: np.ndarray
+
+
 @dataclass
 class _Frame:
     runs: LabelRuns  # row-major runs of the frame's label map
@@ -109,9 +124,21 @@ class LastMasks:
             (K, N) float64; a mask of another label size than the new frame's has IoU 0
             (where it was is unknown at this size).
         """
-        iou = np.zeros((len(track_ids), len(segment_ids)), np.float64)
+        overlaps = self.overlaps(track_ids, current, segment_ids)
+        return iou_from_counts(overlaps.intersections, overlaps.mask_areas, overlaps.segment_areas)
+
+    def overlaps(
+        self, track_ids: list[int], current: LabelRuns, segment_ids: np.ndarray
+    ) -> MaskOverlaps:
+        """Pixel counts of the tracks' last masks with segments of a new frame (arguments as
+        `iou`); a mask of another label size than the new frame's counts as empty."""
+        overlaps = MaskOverlaps(
+            np.zeros((len(track_ids), len(segment_ids)), np.int64),
+            np.zeros(len(track_ids), np.int64),
+            np.zeros(len(segment_ids), np.int64),
+        )
         if not track_ids or len(segment_ids) == 0:
-            return iou
+            return overlaps
         rows_of: dict[int, list[int]] = {}
         for row, track_id in enumerate(track_ids):
             key = self._where[track_id][0]
@@ -124,11 +151,12 @@ class LastMasks:
             )
             for key, rows in rows_of.items()
         ]
-        segment_areas = label_areas(current, segment_ids)
+        overlaps.segment_areas[:] = label_areas(current, segment_ids)
         counted = joint_counts_each(earlier, current, segment_ids)
         for rows, (inter, mask_areas) in zip(rows_of.values(), counted, strict=True):
-            iou[rows] = iou_from_counts(inter, mask_areas, segment_areas)
-        return iou
+            overlaps.intersections[rows] = inter
+            overlaps.mask_areas[rows] = mask_areas
+        return overlaps
 
     def counts(self, track_id: int) -> list[int]:
         """COCO RLE counts (`rle.mask_to_counts`) of the track's last mask."""
