@@ -145,3 +145,23 @@ def test_the_leftover_stages_wait_for_a_frame_that_kept_its_classes() -> None:
         tracker.step(0, _frame([(0, full, A)]), time=0.0)
         ids[name] = tracker.step(1, _frame([(1, full, B)]), time=0.1).track_ids.tolist()
     assert ids == {"gated": [2], "ungated": [1]}
+
+
+def test_a_track_paired_by_any_stage_is_not_paired_again() -> None:
+    """Later stages (re-id, unique-class re-id) read who is still unpaired from the segments'
+    track ids, so a track the geometry stage paired is not given a second segment."""
+    from streamseg.video.track import TrackState, _unpaired
+
+    def track(track_id: int) -> TrackState:
+        return TrackState(
+            id=track_id, is_thing=True, votes={"0": 1.0}, first_frame=0, last_frame=0,
+            last_step=0, hits=1, embedding=[], size=[4, 4], mask_counts=[16],
+        )  # fmt: skip
+
+    live = [track(5), track(7), track(9)]
+    things = [0, 2, 3]  # segment 1 is stuff
+    # segment 0 paired with 7 by the assignment, segment 3 with 5 by a later stage
+    track_ids = np.array([7, 100, 0, 5], np.int32)
+    rows, cols = _unpaired(live, things, track_ids)
+    assert rows == [2]  # only track 9 is still unpaired
+    assert cols == [1]  # things[1] = segment 2

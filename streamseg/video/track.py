@@ -425,8 +425,7 @@ class Tracker:
                 if col >= 0:
                     track_ids[things[col]] = live[row].id
             if config.geometry_match_iou > 0 and leftovers:
-                rows = [k for k, col in enumerate(row_to_col) if col < 0]
-                cols = [n for n, i in enumerate(things) if track_ids[i] == 0]
+                rows, cols = _unpaired(live, things, track_ids)
                 # Mask IoU alone, not the predicted box's: with no class and no appearance to
                 # check, a box overlap links unrelated objects across a cut the class agreement
                 # missed (docs/TRACKING.md, round 4).
@@ -434,8 +433,7 @@ class Tracker:
                 for row, n in geometry.items():
                     track_ids[things[n]] = live[row].id
             if config.reid_limit > 0 and track_emb.shape[1]:
-                rows = [k for k, col in enumerate(row_to_col) if col < 0]
-                cols = [n for n, i in enumerate(things) if track_ids[i] == 0]
+                rows, cols = _unpaired(live, things, track_ids)
                 if rows and cols:
                     distance = np.clip(1.0 - track_emb[rows] @ embeddings[things][cols].T, 0, 1)
                     again = distance + config.class_penalty * differs[np.ix_(rows, cols)]
@@ -446,7 +444,7 @@ class Tracker:
                         if c >= 0:
                             track_ids[things[cols[c]]] = live[rows[r]].id
             if config.reid_unique_class:
-                lost = [k for k, col in enumerate(row_to_col) if col < 0]
+                lost, _ = _unpaired(live, things, track_ids)
                 lost = [k for k in lost if live[k].last_step < state.steps - 1]
                 for row, n in _unique_class_pairs(live, lost, segments, things, track_ids):
                     if (
@@ -635,7 +633,7 @@ def _leftover_pieces(
     classes = [t.class_id for t in live]
     pieces: dict[int, int] = {}
     if config.piece_containment > 0:
-        cols = [n for n, i in enumerate(things) if track_ids[i] == 0]
+        _, cols = _unpaired(live, things, track_ids)
         found = pieces_of_tracks(
             overlaps, list(hosts), cols, classes, segment_classes, config.piece_containment
         )
@@ -650,6 +648,17 @@ def _leftover_pieces(
         ended = absorbed_rows(overlaps, candidates, hosts, classes, config.absorb_containment)
         absorbed = [live[row] for row in ended]
     return pieces, absorbed
+
+
+def _unpaired(
+    live: list[TrackState], things: list[int], track_ids: np.ndarray
+) -> tuple[list[int], list[int]]:
+    """Rows of `live` whose track no stage has given a segment yet, and indexes into `things`
+    of the segments still without a track. Read from `track_ids` (not from the first
+    assignment alone), so that a later stage never pairs a track that an earlier one did."""
+    taken = {int(track_ids[i]) for i in things if track_ids[i]}
+    rows = [k for k, track in enumerate(live) if track.id not in taken]
+    return rows, [n for n, i in enumerate(things) if track_ids[i] == 0]
 
 
 def _unique_class_pairs(
