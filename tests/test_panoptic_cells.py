@@ -16,7 +16,6 @@ from streamseg.model.panoptic_cells import (
     cell_pixels,
     cell_stats,
     paint,
-    resized_at,
     resized_in_cells,
 )
 from streamseg.model.postprocess import resize_mask_logits
@@ -75,17 +74,19 @@ def knife_edge(resized: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize(
     ("source_size", "output"), [((37, 50), (600, 801)), ((9, 13), (71, 97)), ((36, 64), (36, 1920))]
 )
-def test_resized_at_equals_the_bilinear_resize(two_threads, source_size, output) -> None:
+def test_resize_in_cells_equals_the_bilinear_resize(two_threads, source_size, output) -> None:
     generator = torch.Generator().manual_seed(1)
     source = torch.randn((3, *source_size), generator=generator) * 16
     full = F.interpolate(source[None], size=output, mode="bilinear", align_corners=False)[0]
-    y, x = torch.meshgrid(torch.arange(output[0]), torch.arange(output[1]), indexing="ij")
     rows, cols = axis_table(source_size[0], output[0]), axis_table(source_size[1], output[1])
-    got = resized_at(source, rows, cols, y.reshape(-1), x.reshape(-1)).view_as(full)
+    pixels = cell_pixels(torch.ones(source_size, dtype=torch.bool), rows, cols)
+    assert pixels.y.numel() == output[0] * output[1]  # every pixel, once
+    want = full[:, pixels.y, pixels.x]
+    got = resized_in_cells(source, rows, cols, pixels)
     # At most a few ulps of the values' magnitude (the cell margins assume far less than
     # 1e-5 relative); on this project's machines, with two threads, bit for bit.
-    ulp = torch.finfo(torch.float32).eps * full.abs().clamp(min=1)
-    assert ((got - full).abs() <= 4 * ulp).all()
+    ulp = torch.finfo(torch.float32).eps * want.abs().clamp(min=1)
+    assert ((got - want).abs() <= 4 * ulp).all()
 
 
 @pytest.mark.parametrize(
@@ -139,17 +140,18 @@ def test_an_exact_tie_goes_to_the_earliest_slot() -> None:
 
 
 def test_cells_resize_as_the_pixels_do() -> None:
-    """The per-cell horizontal step gives the same floats as `resized_at` pixel by pixel."""
+    """Some cells give the same floats at their pixels as all cells do: the per-cell
+    horizontal step does not depend on which cells are computed."""
     generator = torch.Generator().manual_seed(2)
     source = torch.randn((3, 11, 17), generator=generator) * 8
     rows, cols = axis_table(11, 83), axis_table(17, 151)
     marked = torch.rand((11, 17), generator=generator) < 0.3
     pixels = cell_pixels(marked, rows, cols)
     assert pixels.y.numel() == int((rows.count[:, None] * cols.count[None, :])[marked].sum())
-    assert torch.equal(
-        resized_in_cells(source, rows, cols, pixels),
-        resized_at(source, rows, cols, pixels.y, pixels.x),
-    )
+    every = cell_pixels(torch.ones((11, 17), dtype=torch.bool), rows, cols)
+    whole = torch.zeros((3, 83, 151))
+    whole[:, every.y, every.x] = resized_in_cells(source, rows, cols, every)
+    assert torch.equal(resized_in_cells(source, rows, cols, pixels), whole[:, pixels.y, pixels.x])
 
 
 def test_many_undecided_cells_go_the_full_size_way() -> None:
@@ -164,3 +166,24 @@ def test_many_undecided_cells_go_the_full_size_way() -> None:
     scores = torch.full((2, 5), 0.5) + torch.linspace(0, 0.1, 5)
     assert cell_codes([smooth, smooth], queries, scores, [5, 5], sizes) is not None
     assert cell_codes([smooth, noisy], queries, scores, [5, 5], sizes) is None
+
+
+def test_a_frame_without_kept_queries_is_one_decided_code() -> None:
+    """In a batch decided by cells, a frame without kept queries is code 0 everywhere: its
+    stats are those of an all-zero map and it paints as zeros."""
+    from streamseg.model.panoptic_batch import cell_codes, cells_stats, paint_cells
+
+    sizes = MaskSizes((160, 256), (144, 256), (1080, 1920))
+    smooth = blobs(5, (40, 64), seed=4)
+    queries = torch.arange(5).repeat(2, 1)
+    scores = torch.full((2, 5), 0.5) + torch.linspace(0, 0.1, 5)
+    decided = cell_codes([smooth, smooth], queries, scores, [5, 0], sizes)
+    assert decided is not None
+    cells, area = decided
+    assert area[1].tolist() == [0] * 5
+    got = cells_stats(cells, 10)
+    want = code_stats(torch.zeros((1, *sizes.output), dtype=torch.uint8), 10)
+    for name in ("count", "y0", "y1", "x0", "x1"):
+        assert torch.equal(getattr(got, name)[1], getattr(want, name)[0]), name
+    maps = paint_cells(torch.arange(1, 11).repeat(2, 1), cells, sizes.output)
+    assert maps.shape == (2, *sizes.output) and bool((maps[1] == 1).all())

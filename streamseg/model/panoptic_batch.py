@@ -21,9 +21,11 @@ from streamseg.model.code_stats import CodeStats, code_stats, lookup, merged_box
 from streamseg.model.panoptic_cells import (
     MAX_UNDECIDED,
     CellCode,
+    CellDecision,
     cell_code,
     cell_stats,
     decide_cells,
+    empty_cell_code,
     paint,
 )
 from streamseg.model.postprocess import resize_mask_logits
@@ -223,14 +225,13 @@ def cell_codes(
     slot_scores: Tensor,
     counts: Sequence[int],
     sizes: MaskSizes,
-) -> tuple[list[CellCode | None], Tensor] | None:
+) -> tuple[list[CellCode], Tensor] | None:
     """`winning_slots` per cell of the model-input grid (panoptic_cells.py): each frame's
-    `CellCode` (None without kept queries) and original_area (B, K) long; None when some
-    frame leaves more than `MAX_UNDECIDED` of its cells undecided (the full-size path is
-    cheaper then)."""
+    `CellCode` and original_area (B, K) long; None when some frame leaves more than
+    `MAX_UNDECIDED` of its cells undecided (the full-size path is cheaper then)."""
     batch, slots = slot_scores.shape
     original_area = torch.zeros((batch, slots), dtype=torch.long)
-    decided = []
+    decided: list[tuple[Tensor, CellDecision] | None] = []
     for b, count in enumerate(counts):
         if count == 0:
             decided.append(None)
@@ -244,10 +245,10 @@ def cell_codes(
         if (~decision.known).float().mean() > MAX_UNDECIDED:
             return None
         decided.append((source, decision))
-    cells: list[CellCode | None] = []
+    cells = []
     for b, item in enumerate(decided):
         if item is None:
-            cells.append(None)
+            cells.append(empty_cell_code(sizes.image, sizes.output))
             continue
         source, decision = item
         count = source.shape[0]
@@ -258,44 +259,20 @@ def cell_codes(
     return cells, original_area
 
 
-def cells_stats(cells: Sequence[CellCode | None], bins: int) -> CodeStats:
-    """`code_stats` of the frames' cell codes (an empty frame: all pixels code 0)."""
-    per_frame = []
-    for code in cells:
-        if code is None:
-            per_frame.append(None)
-        else:
-            per_frame.append(cell_stats(code, bins))
-    size = next(c.size for c in cells if c is not None)
-    empty = _empty_frame_stats(size, bins)
-    fields = list(zip(*[stats if stats is not None else empty for stats in per_frame], strict=True))
-    count, y0, y1, x0, x1 = (torch.stack(list(f)) for f in fields)
+def cells_stats(cells: Sequence[CellCode], bins: int) -> CodeStats:
+    """`code_stats` of the frames' cell codes."""
+    per_frame = [cell_stats(code, bins) for code in cells]
+    count, y0, y1, x0, x1 = (torch.stack(field) for field in zip(*per_frame, strict=True))
     return CodeStats(count=count, y0=y0, y1=y1, x0=x0, x1=x1)
 
 
-def _empty_frame_stats(size: tuple[int, int], bins: int) -> tuple[Tensor, ...]:
-    """Stats of a frame whose every pixel has code 0."""
-    height, width = size
-    count = torch.zeros(bins, dtype=torch.long)
-    count[0] = height * width
-    low = torch.full((bins,), height, dtype=torch.long)
-    high = torch.full((bins,), -1, dtype=torch.long)
-    left = torch.full((bins,), width, dtype=torch.long)
-    right = torch.full((bins,), -1, dtype=torch.long)
-    low[0], high[0], left[0], right[0] = 0, height - 1, 0, width - 1
-    return count, low, high, left, right
-
-
-def paint_cells(ids: Tensor, cells: Sequence[CellCode | None], size: tuple[int, int]) -> Tensor:
+def paint_cells(ids: Tensor, cells: Sequence[CellCode], size: tuple[int, int]) -> Tensor:
     """(B, H, W) int32 label maps: ids[b, code] painted from each frame's cell code."""
     # int32, the dtype frames hand out (`FrameSegmentation.panoptic`): painted once, no cast.
     table = ids.numpy().astype(np.int32)
     maps = np.empty((len(cells), *size), dtype=np.int32)
     for b, code in enumerate(cells):
-        if code is None:
-            maps[b] = 0
-        else:
-            paint(code, table[b], out=maps[b])
+        paint(code, table[b], out=maps[b])
     return torch.from_numpy(maps)
 
 
@@ -370,7 +347,6 @@ def panoptic_batch(
     queries, valid = kept_slots(kept, slots)
     classes = kept.labels.gather(1, queries)
     scores = kept.scores.gather(1, queries)
-    cells: list[CellCode | None] = []
     by_cell = None
     if slots > 0 and by_cells(scores.device, sizes):
         by_cell = cell_codes(mask_logits, queries, scores, counts, sizes)
@@ -390,7 +366,7 @@ def panoptic_batch(
     areas, boxes = merged_boxes(stats.columns(slots, 2 * slots), segment_of, slots)
     # The same code paints the map in one lookup: 0 below K, the slot's segment id above.
     ids = torch.cat([torch.zeros_like(segment_of), segment_of], 1).to(label_dtype(slots))
-    labels = paint_cells(ids, cells, sizes.output) if cells else lookup(ids, code)
+    labels = paint_cells(ids, cells, sizes.output) if by_cell is not None else lookup(ids, code)
     first = true_first(opens)
     first_classes = classes.gather(1, first)
     return PanopticBatch(

@@ -13,7 +13,7 @@ winner and every query's side of 0.5 (with a margin far above float rounding), t
 gets that answer; only the cells where they do not (along mask borders and between close
 competitors) are computed pixel by pixel, with the official arithmetic.
 
-That arithmetic is PyTorch's CPU bilinear kernel written out (`resized_at`: the source index
+That arithmetic is PyTorch's CPU bilinear kernel written out (`resized_in_cells`: the source index
 `scale * (i + 0.5) - 0.5` rounded once, then `fma(a, w0, b * w1)` per axis, height outside
 width). With two or more torch threads it gives `F.interpolate`'s floats bit for bit on this
 project's machines (torch 2.14, AVX-512); with one thread PyTorch's own kernel rounds
@@ -97,32 +97,6 @@ def _fma(a: Tensor, weight_a: Tensor, b: Tensor, weight_b: Tensor) -> Tensor:
     return ((b * weight_b).double() + a.double() * weight_a.double()).float()
 
 
-def resized_at(source: Tensor, rows: Axis, cols: Axis, y: Tensor, x: Tensor) -> Tensor:
-    """`F.interpolate(source, size, mode="bilinear")` at the output pixels (y, x) only.
-
-    Args:
-        source: (k, h, w) float32.
-        rows, cols: `axis_table(h, H)` and `axis_table(w, W)`.
-        y, x: (n,) long output coordinates.
-
-    Returns:
-        (k, n) float32, the full resize's values at those pixels (bit-equal with two or more
-        torch threads on this build; within a few ulps otherwise).
-    """
-    k, _, width = source.shape
-    flat = source.reshape(k, -1)
-    x0, x1 = cols.first[x], cols.second[x]
-    wx0, wx1 = cols.weight_first[x], cols.weight_second[x]
-
-    def along_row(r: Tensor) -> Tensor:
-        base = r * width
-        return _fma(flat[:, base + x0], wx0, flat[:, base + x1], wx1)
-
-    top = along_row(rows.first[y])
-    bottom = along_row(rows.second[y])
-    return _fma(top, rows.weight_first[y], bottom, rows.weight_second[y])
-
-
 def _corners(values: Tensor, reduce: str) -> Tensor:
     """Per cell (r, c), the min or max of values[:, r|r+1, c|c+1] (the last row / column is
     its own neighbour). (k, h, w) -> (k, h, w)."""
@@ -191,6 +165,21 @@ class CellCode:
     def size(self) -> tuple[int, int]:
         """(H, W) of the map."""
         return len(self.rows.first), len(self.cols.first)
+
+
+def empty_cell_code(source_size: tuple[int, int], output_size: tuple[int, int]) -> CellCode:
+    """The code map of a frame without kept queries: every cell decided, code 0."""
+    (h, w), (height, width) = source_size, output_size
+    none = torch.zeros(0, dtype=torch.long)
+    return CellCode(
+        blocks=torch.zeros((h, w), dtype=torch.long),
+        known=torch.ones((h, w), dtype=torch.bool),
+        rows=axis_table(h, height),
+        cols=axis_table(w, width),
+        y=none,
+        x=none,
+        codes=none,
+    )
 
 
 def cell_code(
@@ -312,9 +301,11 @@ def cell_pixels(cells: Tensor, rows: Axis, cols: Axis) -> CellPixels:
 
 
 def resized_in_cells(source: Tensor, rows: Axis, cols: Axis, pixels: CellPixels) -> Tensor:
-    """`resized_at(source, rows, cols, pixels.y, pixels.x)`, with the horizontal step done
-    once per cell and column (each cell's output rows share their two source rows): the same
-    operations on the same numbers, so the same floats. -> (k, n) float32."""
+    """`F.interpolate(source, size, mode="bilinear")` at the pixels of some cells only:
+    (k, h, w) float32 -> (k, n) float32, bit-equal to the full resize with two or more torch
+    threads on this build (within a few ulps otherwise). Per axis `fma(a, w0, b * w1)`,
+    height outside width; the horizontal step is done once per cell and column (a cell's
+    output rows share their two source rows)."""
     k, _, width = source.shape
     flat = source.reshape(k, -1)
     span = int(cols.count.max())
