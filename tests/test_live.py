@@ -164,19 +164,27 @@ def test_live_stream_with_slow_model_drops_and_keeps_times(tmp_path: Path) -> No
     assert red and red[0]["is_thing"]
 
 
-def test_reconnect_after_disconnect(tmp_path: Path) -> None:
-    """The server drops the connection after 12 frames and serves 12 more to the next one."""
-    server = StreamServer([12, 12], pace=False)
+def _run_reconnecting(server: StreamServer, tmp_path: Path, read_timeout: float):
+    """Run the fake segmenter on `server` with reconnects (1 s to reconnect), wait for the
+    server, and open the store: (summary, reader)."""
     summary = run_live(
         server.url,
         tmp_path / "cam.zarr",
         config=_config(),
-        live=LiveSettings(live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=3.0),
+        live=LiveSettings(
+            live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=read_timeout
+        ),
         segmenter=FakeSegmenter(),
         handle_signals=False,
     )
     server.join()
-    reader = open_store(tmp_path / "cam.zarr")
+    return summary, open_store(tmp_path / "cam.zarr")
+
+
+def test_reconnect_after_disconnect(tmp_path: Path) -> None:
+    """The server drops the connection after 12 frames and serves 12 more to the next one."""
+    server = StreamServer([12, 12], pace=False)
+    summary, reader = _run_reconnecting(server, tmp_path, read_timeout=3.0)
     assert summary.connects == 2
     assert reader.num_frames == 24 == summary.frames
     pts = reader.frames["pts"]
@@ -191,16 +199,7 @@ def test_times_keep_increasing_when_a_reconnect_restarts_the_pts(tmp_path: Path)
     """The second connection starts its pts at 0 again: the store keeps the pts as sent, and
     frames/time goes on increasing (the tracker ages tracks by it)."""
     server = StreamServer([12, 12], pace=False, restart_pts=True)
-    summary = run_live(
-        server.url,
-        tmp_path / "cam.zarr",
-        config=_config(),
-        live=LiveSettings(live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=3.0),
-        segmenter=FakeSegmenter(),
-        handle_signals=False,
-    )
-    server.join()
-    reader = open_store(tmp_path / "cam.zarr")
+    summary, reader = _run_reconnecting(server, tmp_path, read_timeout=3.0)
     assert summary.connects == 2 and reader.num_frames == 24
     pts, times = reader.frames["pts"], reader.frames["time"]
     assert pts[12] < pts[11]  # the source's clock restarted
@@ -409,16 +408,7 @@ def test_reconnect_after_stall(tmp_path: Path) -> None:
     """The server stops sending but keeps the connection open: after --read-timeout the
     reader hangs up and reconnects, and gets the rest."""
     server = StreamServer([12, 12], pace=False, stall=True)
-    summary = run_live(
-        server.url,
-        tmp_path / "cam.zarr",
-        config=_config(),
-        live=LiveSettings(live=False, reconnect=True, reconnect_timeout=1.0, read_timeout=1.0),
-        segmenter=FakeSegmenter(),
-        handle_signals=False,
-    )
-    server.join()
-    reader = open_store(tmp_path / "cam.zarr")
+    summary, reader = _run_reconnecting(server, tmp_path, read_timeout=1.0)
     assert summary.connects == 2
     assert "stream lost" in " ".join(summary.warnings)
     pts = reader.frames["pts"]
