@@ -33,6 +33,7 @@ from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset, unknown_mo
 from streamseg.model.default_vocab import folder_default_vocabulary
 from streamseg.model.embedded import DEFAULT_MODEL, find_model_folder  # also imported from here
 from streamseg.model.fcclip import FCCLIP, build_model
+from streamseg.model.network_outputs import NetworkOutputs
 from streamseg.model.outputs import FrameSegmentation
 from streamseg.model.panoptic_batch import MaskSizes
 from streamseg.model.panoptic_frames import PanopticSettings, frame_segmentations
@@ -504,12 +505,24 @@ class Segmenter:
             L2-normalized mask-pooled CLIP embedding; a merged stuff segment gets the normalized
             mean of its queries' embeddings).
         """
+        return self.segment_outputs(self.run_network(frames), output_size)
+
+    def run_network(self, frames: Any) -> NetworkOutputs:
+        """The first half of `segment`: the network's outputs for a batch of frames."""
         frame_list = _as_frames(frames)
+        sizes = [(int(f.shape[0]), int(f.shape[1])) for f in frame_list]
+        return NetworkOutputs(self._run(frame_list), sizes)
+
+    def segment_outputs(
+        self, outputs: NetworkOutputs, output_size: tuple[int, int] | None = None
+    ) -> list[FrameSegmentation]:
+        """The second half of `segment`: panoptic post-processing of `run_network`'s outputs,
+        at `output_size` (default each frame's own size)."""
         sizes = [
-            tuple(output_size) if output_size is not None else frame.shape[:2]
-            for frame in frame_list
+            (int(output_size[0]), int(output_size[1])) if output_size is not None else size
+            for size in outputs.frame_sizes
         ]
-        return self._panoptic(self._run(frame_list), sizes)
+        return self._panoptic(outputs.frames, sizes)
 
     def segment_semantic(
         self, frames: Any, output_size: tuple[int, int] | None = None

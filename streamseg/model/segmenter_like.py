@@ -17,6 +17,7 @@ import numpy as np
 from streamseg.errors import UserError
 
 if TYPE_CHECKING:
+    from streamseg.model.network_outputs import NetworkOutputs
     from streamseg.model.outputs import FrameSegmentation
     from streamseg.model.vocab import Vocabulary
 
@@ -62,6 +63,20 @@ class ResizingSegmenter(Protocol):
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(H, W) the model wants for a (height, width) source."""
         ...
+
+
+@runtime_checkable
+class TwoStepSegmenter(Protocol):
+    """Optional: the network and the post-processing as two calls, so that a CPU run can
+    overlap them across batches. A class that has them must make `segment` equal to
+    `segment_outputs(run_network(frames), output_size)`: a run may call either. Asked of the
+    class (`issubclass`), not the instance, so a wrapper forwarding names stays one step."""
+
+    def run_network(self, frames: Sequence[np.ndarray]) -> NetworkOutputs: ...
+
+    def segment_outputs(
+        self, outputs: NetworkOutputs, output_size: tuple[int, int] | None = None
+    ) -> list[FrameSegmentation]: ...
 
 
 @runtime_checkable

@@ -1,0 +1,158 @@
+"""A CPU run pipelines the network and the panoptic post-processing of a two-step segmenter
+(`TwoStepSegmenter`): the next batch's forward in the "model" thread while this one is
+post-processed in the "post" thread (issue 17). The output must not depend on it."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from fake_segmenter import FakeSegmenter, blob_frame
+
+from streamseg.config import ModelSettings
+from streamseg.model.network_outputs import NetworkOutputs
+from streamseg.model.segmenter_like import TwoStepSegmenter
+from streamseg.video.frames import Frame
+from streamseg.video.segment_track import SegmentAndTrack
+from streamseg.video.segments import SegmentFilter
+from streamseg.video.track import Tracker
+
+
+class _TwoStepFake(FakeSegmenter):
+    """The colour fake as two steps; notes the thread of each step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: dict[str, set[str]] = {"network": set(), "post": set(), "segment": set()}
+        self.torch_threads: list[int] = []
+
+    def run_network(self, frames):  # noqa: ANN001, ANN201 - test double
+        self.threads["network"].add(threading.current_thread().name)
+        self.torch_threads.append(torch.get_num_threads())
+        images = [np.asarray(f) for f in frames]
+        return NetworkOutputs([{"image": i} for i in images], [i.shape[:2] for i in images])
+
+    def segment_outputs(self, outputs, output_size=None):  # noqa: ANN001, ANN201
+        self.threads["post"].add(threading.current_thread().name)
+        return FakeSegmenter.segment(self, [f["image"] for f in outputs.frames], output_size)
+
+    def segment(self, frames, output_size=None):  # noqa: ANN001, ANN201
+        self.threads["segment"].add(threading.current_thread().name)
+        return super().segment(frames, output_size)
+
+
+class _Wrapper:
+    """Changes `segment`, hands every other name to the wrapped segmenter."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def segment(self, frames, output_size=None):  # noqa: ANN001, ANN201
+        self.calls += 1
+        return self.inner.segment(frames, output_size)
+
+
+def _stage(segmenter: object, size: tuple[int, int] = (48, 64)) -> SegmentAndTrack:
+    names = list(FakeSegmenter().vocabulary.names)
+    return SegmentAndTrack(
+        segmenter=segmenter,  # type: ignore[arg-type]
+        tracker=Tracker(),
+        segment_filter=SegmentFilter.from_settings(ModelSettings(), names),
+        names=names,
+        label_size=size,
+    )
+
+
+def _batches(count: int, size: int = 4) -> list[list[Frame]]:
+    frames = [
+        Frame(index=i, pts=i, time=i / 12.5, image=blob_frame(i), source_size=(48, 64))
+        for i in range(count)
+    ]
+    return [frames[i : i + size] for i in range(0, count, size)]
+
+
+def _same(a: list, b: list) -> None:
+    assert len(a) == len(b)
+    for a_batch, b_batch in zip(a, b, strict=True):
+        for x, y in zip(a_batch, b_batch, strict=True):
+            assert x.frame.index == y.frame.index
+            np.testing.assert_array_equal(x.labels, y.labels)
+            assert x.rows == y.rows and x.track_names == y.track_names
+
+
+def test_two_threads_give_the_same_tracks_as_one_after_the_other() -> None:
+    serial = list(_stage(_TwoStepFake())(_batches(22), lookahead=0))
+    segmenter = _TwoStepFake()
+    split = list(_stage(segmenter)(_batches(22), lookahead=1))
+    _same(serial, split)
+    assert segmenter.threads == {"network": {"model"}, "post": {"post"}, "segment": set()}
+
+
+def test_torch_threads_are_set_in_the_network_thread_and_given_back() -> None:
+    before = torch.get_num_threads()
+    segmenter = _TwoStepFake()
+    list(_stage(segmenter)(_batches(8), lookahead=1))
+    assert segmenter.torch_threads[0] == before  # the caller's count to start with
+    assert torch.get_num_threads() == before
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert seen == [before]  # threads started later get the caller's count too
+
+
+def test_a_forwarding_wrapper_stays_one_step() -> None:
+    inner = _TwoStepFake()
+    wrapper = _Wrapper(inner)
+    assert isinstance(wrapper, TwoStepSegmenter)  # by its forwarded names...
+    list(_stage(wrapper)(_batches(8), lookahead=1))
+    assert wrapper.calls == 2  # ...but its own `segment` is what runs
+    assert inner.threads["network"] == set() and inner.threads["segment"] == {"model"}
+
+
+def test_real_model_two_steps_equal_segment() -> None:
+    from streamseg.model.segmenter import Segmenter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights
+        segmenter = Segmenter.from_pretrained("tiny-convnext", device="cpu")
+    segmenter.set_vocabulary("red square,blue square,grass", cache_dir=None)
+    assert issubclass(Segmenter, TwoStepSegmenter)
+    frames = [blob_frame(i) for i in range(3)]
+    whole = segmenter.segment(frames, output_size=(96, 128))
+    halves = segmenter.segment_outputs(segmenter.run_network(frames), (96, 128))
+    for a, b in zip(whole, halves, strict=True):
+        np.testing.assert_array_equal(a.panoptic, b.panoptic)
+        assert a.segments == b.segments
+        np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    serial = list(_stage(segmenter, (96, 128))(_batches(12, 3), lookahead=0))
+    split = list(_stage(segmenter, (96, 128))(_batches(12, 3), lookahead=1))
+    _same(serial, split)
+
+
+def _failing_on_second_call(step: str, original):  # noqa: ANN001, ANN202
+    calls = [0]
+
+    def failing(*args):  # noqa: ANN002, ANN202
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError(f"{step} failed")
+        return original(*args)
+
+    return failing
+
+
+@pytest.mark.parametrize("lookahead", [1, 2])
+@pytest.mark.parametrize("step", ["run_network", "segment_outputs"])
+def test_an_error_in_either_step_reaches_the_consumer(lookahead: int, step: str) -> None:
+    segmenter = _TwoStepFake()
+    setattr(segmenter, step, _failing_on_second_call(step, getattr(segmenter, step)))
+    with pytest.raises(RuntimeError, match=f"{step} failed"):
+        list(_stage(segmenter)(_batches(16), lookahead=lookahead))
