@@ -10,12 +10,14 @@ ground; the red square is hidden on some frames (`HIDDEN`).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
 import av
 import numpy as np
 
+from streamseg.model.network_outputs import NetworkOutputs
 from streamseg.model.outputs import FrameSegmentation, Segment
 from streamseg.model.vocab import Vocabulary, parse_vocab
 
@@ -98,6 +100,46 @@ class FakeSegmenter:
             embeddings.append(colour / np.linalg.norm(colour))
         emb = np.array(embeddings, np.float32).reshape(len(segments), 3)
         return FrameSegmentation(panoptic=panoptic, segments=segments, embeddings=emb)
+
+
+class TwoStepFake(FakeSegmenter):
+    """The colour fake as two steps; notes the thread of each step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: dict[str, set[str]] = {"network": set(), "post": set(), "segment": set()}
+        self.torch_threads: list[int] = []
+
+    def run_network(self, frames):  # noqa: ANN001, ANN201 - test double
+        import torch
+
+        self.threads["network"].add(threading.current_thread().name)
+        self.torch_threads.append(torch.get_num_threads())
+        images = [np.asarray(f) for f in frames]
+        return NetworkOutputs([{"image": i} for i in images], [i.shape[:2] for i in images])
+
+    def segment_outputs(self, outputs, output_size=None):  # noqa: ANN001, ANN201
+        self.threads["post"].add(threading.current_thread().name)
+        return FakeSegmenter.segment(self, [f["image"] for f in outputs.frames], output_size)
+
+    def segment(self, frames, output_size=None):  # noqa: ANN001, ANN201
+        self.threads["segment"].add(threading.current_thread().name)
+        return super().segment(frames, output_size)
+
+
+class ForwardingWrapper:
+    """Changes `segment`, hands every other name to the wrapped segmenter."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def segment(self, frames, output_size=None):  # noqa: ANN001, ANN201
+        self.calls += 1
+        return self.inner.segment(frames, output_size)
 
 
 def make_fake() -> FakeSegmenter:

@@ -10,53 +10,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from fake_segmenter import FakeSegmenter, blob_frame
+from fake_segmenter import FakeSegmenter, ForwardingWrapper, TwoStepFake, blob_frame
 
 from streamseg.config import ModelSettings
-from streamseg.model.network_outputs import NetworkOutputs
 from streamseg.model.segmenter_like import TwoStepSegmenter
 from streamseg.video.frames import Frame
 from streamseg.video.segment_track import SegmentAndTrack
 from streamseg.video.segments import SegmentFilter
 from streamseg.video.track import Tracker
-
-
-class _TwoStepFake(FakeSegmenter):
-    """The colour fake as two steps; notes the thread of each step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: dict[str, set[str]] = {"network": set(), "post": set(), "segment": set()}
-        self.torch_threads: list[int] = []
-
-    def run_network(self, frames):  # noqa: ANN001, ANN201 - test double
-        self.threads["network"].add(threading.current_thread().name)
-        self.torch_threads.append(torch.get_num_threads())
-        images = [np.asarray(f) for f in frames]
-        return NetworkOutputs([{"image": i} for i in images], [i.shape[:2] for i in images])
-
-    def segment_outputs(self, outputs, output_size=None):  # noqa: ANN001, ANN201
-        self.threads["post"].add(threading.current_thread().name)
-        return FakeSegmenter.segment(self, [f["image"] for f in outputs.frames], output_size)
-
-    def segment(self, frames, output_size=None):  # noqa: ANN001, ANN201
-        self.threads["segment"].add(threading.current_thread().name)
-        return super().segment(frames, output_size)
-
-
-class _Wrapper:
-    """Changes `segment`, hands every other name to the wrapped segmenter."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.calls = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    def segment(self, frames, output_size=None):  # noqa: ANN001, ANN201
-        self.calls += 1
-        return self.inner.segment(frames, output_size)
 
 
 def _stage(segmenter: object, size: tuple[int, int] = (48, 64)) -> SegmentAndTrack:
@@ -88,8 +49,8 @@ def _same(a: list, b: list) -> None:
 
 
 def test_two_threads_give_the_same_tracks_as_one_after_the_other() -> None:
-    serial = list(_stage(_TwoStepFake())(_batches(22), lookahead=0))
-    segmenter = _TwoStepFake()
+    serial = list(_stage(TwoStepFake())(_batches(22), lookahead=0))
+    segmenter = TwoStepFake()
     split = list(_stage(segmenter)(_batches(22), lookahead=1))
     _same(serial, split)
     assert segmenter.threads == {"network": {"model"}, "post": {"post"}, "segment": set()}
@@ -97,7 +58,7 @@ def test_two_threads_give_the_same_tracks_as_one_after_the_other() -> None:
 
 def test_torch_threads_are_set_in_the_network_thread_and_given_back() -> None:
     before = torch.get_num_threads()
-    segmenter = _TwoStepFake()
+    segmenter = TwoStepFake()
     list(_stage(segmenter)(_batches(8), lookahead=1))
     assert segmenter.torch_threads[0] == before  # the caller's count to start with
     assert torch.get_num_threads() == before
@@ -109,8 +70,8 @@ def test_torch_threads_are_set_in_the_network_thread_and_given_back() -> None:
 
 
 def test_a_forwarding_wrapper_stays_one_step() -> None:
-    inner = _TwoStepFake()
-    wrapper = _Wrapper(inner)
+    inner = TwoStepFake()
+    wrapper = ForwardingWrapper(inner)
     assert isinstance(wrapper, TwoStepSegmenter)  # by its forwarded names...
     list(_stage(wrapper)(_batches(8), lookahead=1))
     assert wrapper.calls == 2  # ...but its own `segment` is what runs
@@ -152,7 +113,7 @@ def _failing_on_second_call(step: str, original):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("lookahead", [1, 2])
 @pytest.mark.parametrize("step", ["run_network", "segment_outputs"])
 def test_an_error_in_either_step_reaches_the_consumer(lookahead: int, step: str) -> None:
-    segmenter = _TwoStepFake()
+    segmenter = TwoStepFake()
     setattr(segmenter, step, _failing_on_second_call(step, getattr(segmenter, step)))
     with pytest.raises(RuntimeError, match=f"{step} failed"):
         list(_stage(segmenter)(_batches(16), lookahead=lookahead))

@@ -36,8 +36,6 @@ from streamseg.config import LiveConfig, RunConfig
 from streamseg.errors import UserError
 from streamseg.model.segmenter_like import (
     SegmenterLike,
-    segmenter_device,
-    segmenter_input_size,
 )
 from streamseg.video.block import Commit, StoreBlock
 from streamseg.video.events import EventWriter, frame_event
@@ -48,7 +46,7 @@ from streamseg.video.live_decode import (
     live_default,
     source_kind,
 )
-from streamseg.video.live_threads import ModelThreads
+from streamseg.video.live_segment import LiveBatchSettings, label_size_for, live_batches
 from streamseg.video.run_setup import (
     RunModel,
     check_run_settings,
@@ -191,14 +189,13 @@ def run_live(
     stores: list[str] = []
     overlay_writer: Any = None
     stage: SegmentAndTrack | None = None  # made at the first frame (the label size is known)
-    input_size: tuple[int, int] | None = None
     processed = 0
     latencies: list[float] = []
     number = 0
     last_commit = time.monotonic()
     since_commit = 0
-    batch_times = BatchTimes()  # seconds a batch takes (convert + model), recent median
-    threads: ModelThreads | None = None  # torch's CPU threads, fitted to the free cores
+    # seconds from taking a batch to having it segmented, recent median (live_segment.py)
+    batch_times = BatchTimes()
     ended = ""
     segment_began: float | None = None
     error: BaseException | None = None
@@ -263,30 +260,25 @@ def run_live(
         current.store.finish(live=facts, warnings=list(frames.stats.warnings))
 
     frames.start()
+    batches = live_batches(
+        frames,
+        model.segmenter,
+        LiveBatchSettings(
+            batch_size=batch_size,
+            max_latency=live.max_latency,
+            max_frames=live.max_frames,
+            label_scale=scale,
+            source_images=overlay_path is not None,
+            precision=config.model.precision,
+        ),
+        batch_times,
+        stopped=lambda: signals.requested is not None,
+    )
     try:
-        while True:
-            if signals.requested:
-                ended = signals.requested
-                break
-            want = batch_size
-            if live.max_frames is not None:
-                want = min(want, live.max_frames - processed)
-                if want <= 0:
-                    ended = "max frames"
-                    break
-            # Frames must finish within max_latency of arriving: leave room for the expected
-            # processing time of a batch.
-            batch = frames.take(want, budget=live.max_latency - batch_times.expected(want))
-            if not batch:
-                ended = signals.requested or frames.stats.ended or "end of stream"
-                break
+        for segmented in batches:
+            batch = segmented.taken
             if stage is None:
                 source_size = batch[0].decoded.source_size
-                label_size = (
-                    max(1, round(source_size[0] * scale)),
-                    max(1, round(source_size[1] * scale)),
-                )
-                input_size = segmenter_input_size(model.segmenter, *source_size)
                 if overlay_path is not None:
                     from streamseg.video.live_overlay import LiveOverlayWriter
 
@@ -298,23 +290,16 @@ def run_live(
                     tracker,
                     model.segment_filter,
                     names,
-                    label_size,
+                    label_size_for(source_size, scale),
                     config.model.precision,
                 )
-                segment_began = time.monotonic()
-                if str(segmenter_device(model.segmenter)) == "cpu":
-                    threads = ModelThreads.for_torch()
-            if threads is not None:
-                threads.update()
-            took_at = time.monotonic()
-            converted = [
-                item.decoded.convert(input_size, overlay_writer is not None) for item in batch
-            ]
-            results = stage.segment(converted)
+                segment_began = segmented.took_at
             done_at = time.monotonic()
-            batch_times.record(len(batch), done_at - took_at)
+            batch_times.record(len(batch), done_at - segmented.took_at)
             block: list[TrackedFrame] = []
-            for item, frame, seg in zip(batch, converted, results, strict=True):
+            for item, frame, seg in zip(
+                batch, segmented.frames, segmented.segmentations, strict=True
+            ):
                 if slot is None:
                     slot = open_slot(frame.time, frame.source_size)
                 elif rolling and frame.time - slot.first_time >= live.segment_duration:
@@ -352,15 +337,20 @@ def run_live(
                 since_commit = 0
             assert slot is not None
             send(slot, block, commit)
+        if signals.requested:
+            ended = signals.requested
+        elif live.max_frames is not None and processed >= live.max_frames:
+            ended = "max frames"
+        else:
+            ended = frames.stats.ended or "end of stream"
     except BaseException as caught:
         error = caught
         ended = f"error: {caught}"
         raise
     finally:
-        frames.stop()
+        frames.stop()  # first: a thread waiting for a frame wakes up
+        batches.close()  # the taking and segmenting threads end
         signals.restore()
-        if threads is not None:
-            threads.restore()
         try:
             if slot is not None:
                 if error is None:

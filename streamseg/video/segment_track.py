@@ -23,6 +23,17 @@ from streamseg.video.track import Tracker
 from streamseg.video.track_vectors import row_embeddings
 
 
+def two_step_segmenter(segmenter: SegmenterLike) -> TwoStepSegmenter | None:
+    """The segmenter as two steps, where they are worth a thread each: a CPU device (on
+    CUDA the post-processing's host copy would wait behind the next batch's kernels)."""
+    # The class, not the instance: a wrapper that changes `segment` and hands every other
+    # name to the segmenter it wraps (`__getattr__`) must keep its `segment`.
+    if not issubclass(type(segmenter), TwoStepSegmenter):
+        return None
+    device = segmenter_device(segmenter)
+    return segmenter if str(device).startswith("cpu") else None  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class TrackedFrame:
     """One frame after filtering and tracking.
@@ -103,7 +114,7 @@ class SegmentAndTrack:
         than one model thread with 2 torch threads (docs/BENCHMARKS.md section 10).
         """
         segmented: Iterable[tuple[Sequence[Frame], list[FrameSegmentation]]]
-        two_steps = self._two_steps()
+        two_steps = two_step_segmenter(self.segmenter)
         if lookahead > 0 and two_steps is not None:
             segmented = self._segment_in_two_threads(two_steps, batches, lookahead)
         else:
@@ -112,16 +123,6 @@ class SegmentAndTrack:
                 segmented = prefetch(segmented, maxsize=lookahead, name="model")
         for batch, segmentations in segmented:
             yield [self.track(f, s) for f, s in zip(batch, segmentations, strict=True)]
-
-    def _two_steps(self) -> TwoStepSegmenter | None:
-        """The segmenter as two steps, where they are worth a thread each (a CPU device: on
-        CUDA the post-processing's host copy would wait behind the next batch's kernels)."""
-        # The class, not the instance: a wrapper that changes `segment` and hands every other
-        # name to the segmenter it wraps (`__getattr__`) must keep its `segment`.
-        if not issubclass(type(self.segmenter), TwoStepSegmenter):
-            return None
-        device = segmenter_device(self.segmenter)
-        return self.segmenter if str(device).startswith("cpu") else None
 
     def _segment_in_two_threads(
         self, segmenter: TwoStepSegmenter, batches: Iterable[Sequence[Frame]], lookahead: int

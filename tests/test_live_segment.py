@@ -1,0 +1,96 @@
+"""A live run takes and segments frames in threads of its own (video/live_segment.py): the
+network in "model", a two-step segmenter's post-processing in "post", tracking in the
+caller's. Nothing may change but the speed: every frame of a non-dropping run is processed,
+with the labels a one-step run gives."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from fake_segmenter import ForwardingWrapper, TwoStepFake
+from live_server import StreamServer
+
+from streamseg.config import RunConfig
+from streamseg.video.live_budget import BatchTimes
+from streamseg.video.live_decode import LiveSettings
+from streamseg.video.live_run import run_live
+from streamseg.video.live_segment import label_size_for
+from streamseg.video.store import open_store
+from streamseg.video.thread_tuner import CappedThreads
+
+
+def _run(tmp_path: Path, name: str, segmenter: object, frames: int = 24, **live: object):
+    server = StreamServer([frames], pace=False)
+    summary = run_live(
+        server.url,
+        tmp_path / f"{name}.zarr",
+        config=RunConfig().with_overrides(model={"batch_size": 2}),
+        live=LiveSettings(live=False, read_timeout=3.0, **live),
+        segmenter=segmenter,  # type: ignore[arg-type]
+        handle_signals=False,
+    )
+    server.stop.set()
+    server.join()
+    return summary, open_store(tmp_path / f"{name}.zarr")
+
+
+def test_two_step_live_run_equals_one_step(tmp_path: Path) -> None:
+    two = TwoStepFake()
+    one = ForwardingWrapper(TwoStepFake())  # the same segmenter, seen as one step
+    summary_two, store_two = _run(tmp_path, "two", two)
+    summary_one, store_one = _run(tmp_path, "one", one)
+    assert summary_two.frames == summary_one.frames == 24
+    assert two.threads["network"] == {"model"} and two.threads["post"] == {"post"}
+    assert two.threads["segment"] == set()
+    assert one.inner.threads["segment"] == {"model"}  # a one-step segmenter: the model thread
+    for i in range(24):
+        np.testing.assert_array_equal(store_two.labels(i), store_one.labels(i))
+    assert store_two.frames["index"].tolist() == list(range(24))
+
+
+def test_max_frames_with_two_steps(tmp_path: Path) -> None:
+    summary, store = _run(tmp_path, "max", TwoStepFake(), frames=40, max_frames=7)
+    assert summary.ended == "max frames"
+    assert store.frames["index"].tolist() == list(range(7))
+
+
+def test_label_size_for() -> None:
+    assert label_size_for((1080, 1920), 1.0) == (1080, 1920)
+    assert label_size_for((1080, 1920), 0.5) == (540, 960)
+    assert label_size_for((3, 3), 0.1) == (1, 1)
+
+
+def test_batch_times_from_two_threads() -> None:
+    times = BatchTimes(window=5)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            while not stop.is_set():
+                times.expected(2)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    for i in range(20000):
+        times.record(1, 0.01 * (i % 3 + 1))
+    stop.set()
+    asker.join()
+    assert errors == []
+    assert times.expected(2) == 0.04  # median of the last 5 (0.02 0.03 0.01 0.02 0.03) x 2
+
+
+def test_capped_threads_apply_the_lower_wish() -> None:
+    applied: list[int] = []
+    count = CappedThreads(4, applied.append)
+    count.tune(3)
+    count.cap(2)
+    count.tune(4)  # still capped at 2: nothing to set
+    count.cap(4)
+    count.tune(3)
+    assert applied == [3, 2, 4, 3]
+    assert count.applied == 3
