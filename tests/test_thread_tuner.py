@@ -98,14 +98,52 @@ def test_probes_again_and_follows_a_change() -> None:
         faster = 1 if number < turn else 2
         return 0.05 if count == faster else 0.08
 
-    used = _drive(tuner, clock, turn + 2 * PROBE * ROUNDS + 30, period)
+    # to 10 batches after the second choice (the next probe comes `recheck` batches later)
+    used = _drive(tuner, clock, turn + 2 * PROBE * ROUNDS + 10, period)
     assert used[PROBE_BATCHES + 5] == 1
-    assert tuner.chosen == 2 and used[-1] == 2
+    assert tuner.chosen == 2 and used[-10:] == [2] * 10
 
 
-def test_restore_goes_back_to_the_ceiling() -> None:
+def test_restore_goes_back_to_the_ceiling_and_keeps_the_choice() -> None:
     tuner, clock, sets = _tuner(2)
     _drive(tuner, clock, PROBE_BATCHES + 2, lambda c, n: 0.05 if c == 1 else 0.09)
     assert tuner.current == 1
     tuner.restore()
-    assert tuner.current == 2 and sets[-1] == 2
+    assert sets[-1] == 2  # the thread's count is back at the ceiling...
+    assert tuner.current == tuner.chosen == 1  # ...and the tuner still knows its choice
+
+
+def test_a_lent_tuner_goes_on_where_the_last_run_stopped() -> None:
+    from streamseg.video.thread_tuner import lend_tuner, return_tuner
+
+    work = ("test", "lend", 1)
+    first: list[int] = []
+    tuner = lend_tuner(work, 2, first.append)
+    clock = _Clock()
+    tuner._clock = clock  # a test clock for the whole test
+    part = WARMUP + PROBE + 4  # stopped mid-probe, in the block of 1 thread
+    used = _drive(tuner, clock, part, lambda c, n: 0.05 if c == 1 else 0.09)
+    return_tuner(work, tuner)
+    assert first[-1] == 2  # given back at the ceiling
+    second: list[int] = []
+    again = lend_tuner(work, 2, second.append)
+    assert again is tuner and second == [tuner.current]  # the run's count, set at once
+    clock.now += 1000.0  # the gap between two runs is no period
+    used += _drive(again, clock, PROBE_BATCHES - part + 5, lambda c, n: 0.05 if c == 1 else 0.09)
+    assert tuner.chosen == 1 and used[-5:] == [1] * 5  # the probe ended in the second run
+    assert used[:PROBE_BATCHES].count(2) == WARMUP + PROBE * ROUNDS
+    return_tuner(work, again)
+    assert lend_tuner(work, 4, second.append) is not tuner  # another ceiling: another tuner
+    busy = lend_tuner(work, 2, second.append)
+    assert lend_tuner(work, 2, second.append) is not busy  # one run at a time per tuner
+
+
+def test_a_run_first_batch_is_no_sample() -> None:
+    tuner, clock, _ = _tuner(2)
+    _drive(tuner, clock, WARMUP + PROBE + 1, lambda c, n: 0.05)  # into the probe of 1 thread
+    samples = sum(len(s) for s in tuner._samples.values())
+    tuner.begin(lambda count: None)
+    _drive(tuner, clock, 3, lambda c, n: 0.05)
+    # three batches of the probe: the cold first one is no sample, the second is (recorded at
+    # the third's start); without the rule it would be two
+    assert sum(len(s) for s in tuner._samples.values()) == samples + 1

@@ -59,7 +59,9 @@ def test_two_threads_give_the_same_tracks_as_one_after_the_other() -> None:
 def test_torch_threads_are_set_in_the_network_thread_and_given_back() -> None:
     before = torch.get_num_threads()
     segmenter = TwoStepFake()
-    list(_stage(segmenter)(_batches(8), lookahead=1))
+    # a label size no other test uses: a new kind of work, so a new tuner (runs of one kind
+    # share theirs)
+    list(_stage(segmenter, (47, 64))(_batches(8), lookahead=1))
     assert segmenter.torch_threads[0] == before  # the caller's count to start with
     assert torch.get_num_threads() == before
     seen: list[int] = []
@@ -117,3 +119,27 @@ def test_an_error_in_either_step_reaches_the_consumer(lookahead: int, step: str)
     setattr(segmenter, step, _failing_on_second_call(step, getattr(segmenter, step)))
     with pytest.raises(RuntimeError, match=f"{step} failed"):
         list(_stage(segmenter)(_batches(16), lookahead=lookahead))
+
+
+def test_the_next_run_goes_on_with_the_same_tuner() -> None:
+    from streamseg.video.thread_tuner import PROBE, ROUNDS, WARMUP, lend_tuner
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # two candidates, 2 and 1, whatever the machine
+    try:
+        segmenter = TwoStepFake()
+        stage = _stage(segmenter)
+        batches = WARMUP + 2 * PROBE * ROUNDS + 2  # a whole probe
+        list(stage(_batches(4 * batches), lookahead=1))
+        work = ("file", segmenter.model_id, stage.label_size, 2)
+        tuner = lend_tuner(work, 2, lambda count: None)  # the run's tuner, left idle
+        assert tuner.chosen in (1, 2)
+        chosen = tuner.chosen
+        from streamseg.video.thread_tuner import return_tuner
+
+        return_tuner(work, tuner)
+        following = TwoStepFake()
+        list(_stage(following)(_batches(8), lookahead=1))
+        assert following.torch_threads[0] == chosen  # the next run starts from the choice
+    finally:
+        torch.set_num_threads(before)

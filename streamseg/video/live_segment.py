@@ -35,7 +35,7 @@ from streamseg.video.live_decode import LiveFrame, LiveFrameSource
 from streamseg.video.live_threads import ModelThreads, usable_cores
 from streamseg.video.prefetch import prefetch
 from streamseg.video.segment_track import two_step_segmenter
-from streamseg.video.thread_tuner import CappedThreads, ThreadTuner
+from streamseg.video.thread_tuner import CappedThreads, ThreadTuner, lend_tuner, return_tuner
 
 
 def label_size_for(source_size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -89,7 +89,7 @@ def live_batches(
     on_cpu = str(device).startswith("cpu")
 
     def network() -> Iterator[tuple[list[LiveFrame], list[Frame], Any, float, tuple[int, int]]]:
-        threads = _CpuThreads.start() if on_cpu else None
+        threads: _CpuThreads | None = None  # started at the first batch (its size known)
         taken = 0
         sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # input, label
         try:
@@ -104,14 +104,16 @@ def live_batches(
                 if not batch:
                     return
                 taken += len(batch)
-                if threads is not None:
-                    threads.before_batch(len(batch))
                 if sizes is None:
                     source_size = batch[0].decoded.source_size
                     sizes = (
                         segmenter_input_size(segmenter, *source_size),
                         label_size_for(source_size, settings.label_scale),
                     )
+                    if on_cpu:
+                        threads = _CpuThreads.start(segmenter.model_id, sizes[1])
+                if threads is not None:
+                    threads.before_batch(len(batch))
                 took_at = time.monotonic()
                 frames = [item.decoded.convert(sizes[0], settings.source_images) for item in batch]
                 images = [f.image for f in frames]
@@ -149,18 +151,22 @@ class _CpuThreads:
     free: ModelThreads
     tuner: ThreadTuner
 
+    work: tuple[object, ...]  # what the tuner's choice is remembered under
+
     @classmethod
-    def start(cls) -> _CpuThreads:
+    def start(cls, model_id: str, label_size: tuple[int, int]) -> _CpuThreads:
         import torch
 
         most = torch.get_num_threads()
         count = CappedThreads(most, torch.set_num_threads)
-        return cls(ModelThreads(most, usable_cores(), count.cap), ThreadTuner(most, count.tune))
+        work = ("live", model_id, label_size, most)
+        tuner = lend_tuner(work, most, count.tune)
+        return cls(ModelThreads(most, usable_cores(), count.cap), tuner, work)
 
     def before_batch(self, frames: int) -> None:
         self.free.update()
         self.tuner.before_batch(frames)
 
     def restore(self) -> None:
-        self.tuner.restore()
+        return_tuner(self.work, self.tuner)
         self.free.restore()

@@ -18,7 +18,7 @@ from streamseg.model.segmenter_like import SegmenterLike, TwoStepSegmenter, segm
 from streamseg.video.frames import Frame
 from streamseg.video.prefetch import prefetch
 from streamseg.video.segments import SegmentFilter, SegmentRow, segment_rows
-from streamseg.video.thread_tuner import ThreadTuner
+from streamseg.video.thread_tuner import lend_tuner, return_tuner
 from streamseg.video.track import Tracker
 from streamseg.video.track_vectors import row_embeddings
 
@@ -135,14 +135,15 @@ class SegmentAndTrack:
         def network() -> Iterator[tuple[Sequence[Frame], NetworkOutputs]]:
             # torch's thread count is per thread: set here, where the network runs
             torch.set_num_threads(most)
-            tuner = ThreadTuner(most, torch.set_num_threads)
+            work = ("file", self.segmenter.model_id, self.label_size, most)
+            tuner = lend_tuner(work, most, torch.set_num_threads)
             try:
                 for batch in batches:
                     tuner.before_batch(len(batch))
                     with autocast(device, self.precision):
                         yield batch, segmenter.run_network([f.image for f in batch])
             finally:
-                tuner.restore()
+                return_tuner(work, tuner)
 
         def post(
             items: Iterable[tuple[Sequence[Frame], NetworkOutputs]],

@@ -13,24 +13,56 @@ set there). Before each batch it reads the clock: the time between two batch sta
 pipeline's period, since the bounded queues behind the network make it wait for the slowest
 stage. After `warmup` batches it tries each candidate for `probe` batches, twice, in turn
 (A B A B, so that a slow spell of the machine does not decide alone), and keeps the one with
-the lowest median seconds per frame. It probes again every `recheck` batches, since what
-else runs on the machine changes.
+the lowest mean seconds per frame (a mean, not a median: the periodic slow batch of a commit
+belongs to the cost). It probes again every `recheck` batches, since what
+else runs on the machine changes. Runs of the same kind of work (model, label size,
+ceiling) in one process share a tuner (`lend_tuner` / `return_tuner`): the next run goes on
+where the last one stopped, with its choice or in the middle of its probe, so a batch job's
+short videos do not each pay for a whole probe (2 + 32 batches).
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 
 # Batches before the first probe (first calls allocate and warm caches).
 WARMUP = 2
-# Batches per candidate per round; the first batch after a switch is not counted.
-PROBE = 4
+# Batches per candidate per round; the first batch after a switch is not counted. Single
+# batches vary by +-30% (a commit's burst in the writer every few batches): a mean over
+# 2 x 7 batches per candidate separates counts 10% apart.
+PROBE = 8
 # Rounds of trying every candidate (A B A B).
 ROUNDS = 2
 # Batches between two probes.
 RECHECK = 256
+
+
+# Idle tuners by kind of work; a run borrows one (no two runs share one at a time).
+_IDLE: dict[tuple[object, ...], ThreadTuner] = {}
+_IDLE_LOCK = threading.Lock()
+
+
+def lend_tuner(
+    work: tuple[object, ...], most: int, set_threads: Callable[[int], None]
+) -> ThreadTuner:
+    """The tuner the last run of this kind of work left (or a new one), set up for a new run
+    whose thread count `set_threads` sets; give it back with `return_tuner`."""
+    with _IDLE_LOCK:
+        tuner = _IDLE.pop(work, None)
+    if tuner is None or tuner.most != max(1, most):
+        return ThreadTuner(most, set_threads)
+    tuner.begin(set_threads)
+    return tuner
+
+
+def return_tuner(work: tuple[object, ...], tuner: ThreadTuner) -> None:
+    """Put the thread count back to `most` and keep the tuner for the next run of `work`."""
+    tuner.restore()
+    with _IDLE_LOCK:
+        _IDLE[work] = tuner
 
 
 def thread_candidates(most: int) -> tuple[int, ...]:
@@ -77,6 +109,7 @@ class ThreadTuner:
         self._samples: dict[int, list[float]] = {c: [] for c in self.candidates}
         # the previous batch: its start, frames, thread count, and whether it is a sample
         self._last: tuple[float, int, int, bool] | None = None
+        self._cold = False  # a run's first batch (pipeline filling up): no sample
 
     def before_batch(self, frames: int) -> int:
         """Record the previous batch's period, set the count for this batch; returns it."""
@@ -96,14 +129,26 @@ class ThreadTuner:
             count, counted = self._plan.pop(0)
             self._use(count)
             self._choose_next = not self._plan
+            counted = counted and not self._cold
         elif self._until_probe > 0:
             self._until_probe -= 1
         self._last = (now, frames, self.current, counted)
+        self._cold = False
         return self.current
 
+    def begin(self, set_threads: Callable[[int], None]) -> None:
+        """A new run goes on with this tuner: its count is set with `set_threads` (the
+        thread may be another), and the gap since the last run's batch is no period."""
+        self._set = set_threads
+        self._last = None
+        self._cold = True
+        self._set(self.current)
+
     def restore(self) -> None:
-        """Back to `most` (torch's count is also the default of threads started later)."""
-        self._use(self.most)
+        """Back to `most` (torch's count is also the default of threads started later); the
+        tuner's own state (choice, probe) is kept for `begin`."""
+        if self.current != self.most:
+            self._set(self.most)
 
     def _start_probe(self) -> None:
         self._samples = {c: [] for c in self.candidates}
@@ -115,11 +160,11 @@ class ThreadTuner:
                 self._plan.extend((count, True) for _ in range(self._probe - 1))
 
     def _choose(self) -> None:
-        medians = {c: statistics.median(s) for c, s in self._samples.items() if s}
-        if not medians:
+        means = {c: statistics.fmean(s) for c, s in self._samples.items() if s}
+        if not means:
             return
         # lowest seconds per frame; a tie goes to the earlier candidate (more threads)
-        self.chosen = min(medians, key=lambda c: (medians[c], self.candidates.index(c)))
+        self.chosen = min(means, key=lambda c: (means[c], self.candidates.index(c)))
         self._use(self.chosen)
 
     def _use(self, count: int) -> None:
