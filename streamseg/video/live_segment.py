@@ -144,9 +144,9 @@ def live_batches(
 @dataclass(frozen=True)
 class _CpuThreads:
     """torch's threads in the network's thread: at most the cores other processes leave free
-    (`ModelThreads`), and under that the count the run's throughput favours (`ThreadTuner`:
-    at 1080p batch 1 on 2 cores the network took 52 ms with 1 thread against 76 with 2, the
-    post-processing thread beside it)."""
+    (`ModelThreads`), and under that the count the run's throughput favours (`ThreadTuner`;
+    a file run at 1080p was faster with 1 thread than with 2, the post-processing thread
+    beside it: docs/BENCHMARKS.md section 10)."""
 
     free: ModelThreads
     tuner: ThreadTuner

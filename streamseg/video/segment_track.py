@@ -110,7 +110,7 @@ class SegmentAndTrack:
         On a CPU, a segmenter with two steps (`TwoStepSegmenter`) runs its network in one
         thread and its post-processing in another, so that the next batch's forward overlaps
         this one's panoptic inference; the network's thread picks torch's thread count by the
-        run's throughput (thread_tuner.py). At 1080p on 2 cores that run was 1.22x faster
+        run's throughput (thread_tuner.py). At 1080p on 2 cores that run was 1.26x faster
         than one model thread with 2 torch threads (docs/BENCHMARKS.md section 10).
         """
         segmented: Iterable[tuple[Sequence[Frame], list[FrameSegmentation]]]

@@ -3,10 +3,11 @@
 On a CPU the network shares the cores with the rest of the run (post-processing, tracking,
 the store writer, decoding). torch runs each operator on all its intra-op threads and waits
 for the slowest at the end, so a thread that loses its core to another stage stalls the whole
-operator. Which is faster depends on the frame size: at 1080p on 2 cores the default model's
-run was 1.13x faster with 1 torch thread than with 2 (the other core then takes the rest of the
-pipeline), at 256x256 1.14x slower (the network is most of the work there; docs/BENCHMARKS.md
-section 10). Neither count is right for every video, so the run measures both.
+operator. Which is faster depends on the frame size: with the post-processing in a thread of
+its own, a file run of the default model on 2 cores took 52.6 ms per frame with 1 torch thread
+against 62.4 with 2 at 1080p, and 52.7 against 47.5 at 256x256, where the network is most of
+the work (docs/BENCHMARKS.md section 10). Neither count is right for every video, so the run
+measures both.
 
 The tuner runs in the thread that calls the network (torch's count is per thread: it must be
 set there). Before each batch it reads the clock: the time between two batch starts is the
@@ -14,9 +15,9 @@ pipeline's period, since the bounded queues behind the network make it wait for 
 stage. After `warmup` batches it tries each candidate for `probe` batches, twice, in turn
 (A B A B, so that a slow spell of the machine does not decide alone), and keeps the one with
 the lowest mean seconds per frame (a mean, not a median: the periodic slow batch of a commit
-belongs to the cost). It probes again every `recheck` batches, since what
-else runs on the machine changes. Runs of the same kind of work (model, label size,
-ceiling) in one process share a tuner (`lend_tuner` / `return_tuner`): the next run goes on
+belongs to the cost). It probes again every `recheck` batches, since what else runs on the
+machine changes. Runs of the same kind of work (model, label size, ceiling) in one process
+share a tuner (`lend_tuner` / `return_tuner`): the next run goes on
 where the last one stopped, with its choice or in the middle of its probe, so a batch job's
 short videos do not each pay for a whole probe (2 + 32 batches).
 """
