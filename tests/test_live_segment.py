@@ -1,15 +1,12 @@
-"""A live run takes and segments frames in threads of its own (video/live_segment.py): the
-network in "model", a two-step segmenter's post-processing in "post", tracking in the
-caller's. Nothing may change but the speed: every frame of a non-dropping run is processed,
-with the labels a one-step run gives."""
+"""A live run takes and segments its frames in its own thread (video/live_segment.py), within
+the latency budget; every frame of a non-dropping run is processed."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-import numpy as np
-from fake_segmenter import ForwardingWrapper, TwoStepFake
+from fake_segmenter import TwoStepFake
 from live_server import StreamServer
 
 from streamseg.config import RunConfig
@@ -18,7 +15,6 @@ from streamseg.video.live_decode import LiveSettings
 from streamseg.video.live_run import run_live
 from streamseg.video.live_segment import label_size_for
 from streamseg.video.store import open_store
-from streamseg.video.thread_tuner import CappedThreads
 
 
 def _run(tmp_path: Path, name: str, segmenter: object, frames: int = 24, **live: object):
@@ -36,18 +32,18 @@ def _run(tmp_path: Path, name: str, segmenter: object, frames: int = 24, **live:
     return summary, open_store(tmp_path / f"{name}.zarr")
 
 
-def test_two_step_live_run_equals_one_step(tmp_path: Path) -> None:
-    two = TwoStepFake()
-    one = ForwardingWrapper(TwoStepFake())  # the same segmenter, seen as one step
-    summary_two, store_two = _run(tmp_path, "two", two)
-    summary_one, store_one = _run(tmp_path, "one", one)
-    assert summary_two.frames == summary_one.frames == 24
-    assert two.threads["network"] == {"model"} and two.threads["post"] == {"post"}
-    assert two.threads["segment"] == set()
-    assert one.inner.threads["segment"] == {"model"}  # a one-step segmenter: the model thread
-    for i in range(24):
-        np.testing.assert_array_equal(store_two.labels(i), store_one.labels(i))
-    assert store_two.frames["index"].tolist() == list(range(24))
+def test_a_live_run_segments_in_its_own_thread(tmp_path: Path) -> None:
+    # live runs stay in one thread (live_segment.py): a two-step segmenter's `segment` runs
+    # in the caller's thread, its halves are not called apart
+    segmenter = TwoStepFake()
+    summary, store = _run(tmp_path, "one", segmenter)
+    assert summary.frames == 24
+    assert segmenter.threads == {
+        "network": set(),
+        "post": set(),
+        "segment": {threading.current_thread().name},
+    }
+    assert store.frames["index"].tolist() == list(range(24))
 
 
 def test_max_frames_with_two_steps(tmp_path: Path) -> None:
@@ -82,15 +78,3 @@ def test_batch_times_from_two_threads() -> None:
     asker.join()
     assert errors == []
     assert times.expected(2) == 0.04  # median of the last 5 (0.02 0.03 0.01 0.02 0.03) x 2
-
-
-def test_capped_threads_apply_the_lower_wish() -> None:
-    applied: list[int] = []
-    count = CappedThreads(4, applied.append)
-    count.tune(3)
-    count.cap(2)
-    count.tune(4)  # still capped at 2: nothing to set
-    count.cap(4)
-    count.tune(3)
-    assert applied == [3, 2, 4, 3]
-    assert count.applied == 3

@@ -172,30 +172,3 @@ class ThreadTuner:
         if count != self.current:
             self._set(count)
             self.current = count
-
-
-class CappedThreads:
-    """torch's thread count as the lower of two wishes: a ceiling (the cores other processes
-    leave free, live_threads.py) and the tuner's choice under it.
-
-    Each is a `set_threads` callback: `ModelThreads(most, cores, capped.cap)` and
-    `ThreadTuner(most, capped.tune)`; the count applied is min(ceiling, tuned).
-    """
-
-    def __init__(self, most: int, set_threads: Callable[[int], None]) -> None:
-        self.ceiling = self.tuned = self.applied = max(1, most)
-        self._set = set_threads
-
-    def cap(self, count: int) -> None:
-        self.ceiling = max(1, count)
-        self._apply()
-
-    def tune(self, count: int) -> None:
-        self.tuned = max(1, count)
-        self._apply()
-
-    def _apply(self) -> None:
-        count = min(self.ceiling, self.tuned)
-        if count != self.applied:
-            self._set(count)
-            self.applied = count
