@@ -10,10 +10,9 @@ from fake_segmenter import TwoStepFake
 from live_server import StreamServer
 
 from streamseg.config import RunConfig
-from streamseg.video.live_budget import BatchTimes
 from streamseg.video.live_decode import LiveSettings
 from streamseg.video.live_run import run_live
-from streamseg.video.live_segment import label_size_for
+from streamseg.video.run_setup import label_size_for
 from streamseg.video.store import open_store
 
 
@@ -56,25 +55,3 @@ def test_label_size_for() -> None:
     assert label_size_for((1080, 1920), 1.0) == (1080, 1920)
     assert label_size_for((1080, 1920), 0.5) == (540, 960)
     assert label_size_for((3, 3), 0.1) == (1, 1)
-
-
-def test_batch_times_from_two_threads() -> None:
-    times = BatchTimes(window=5)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def ask() -> None:
-        try:
-            while not stop.is_set():
-                times.expected(2)
-        except BaseException as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-
-    asker = threading.Thread(target=ask)
-    asker.start()
-    for i in range(20000):
-        times.record(1, 0.01 * (i % 3 + 1))
-    stop.set()
-    asker.join()
-    assert errors == []
-    assert times.expected(2) == 0.04  # median of the last 5 (0.02 0.03 0.01 0.02 0.03) x 2

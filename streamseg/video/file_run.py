@@ -33,6 +33,7 @@ from streamseg.video.frames import Frame
 from streamseg.video.run_setup import (
     RunModel,
     check_run_settings,
+    label_size_for,
     overlay_output,
     prepare_model,
     vocabulary_attrs,
@@ -75,8 +76,7 @@ def run_file(
             raise UserError(f"{overlay_path}: cannot write (folder {folder} is not writable)")
 
     info = probe(source, stream=decode.stream)
-    scale = config.store.label_scale
-    label_size = (max(1, round(info.height * scale)), max(1, round(info.width * scale)))
+    label_size = label_size_for((info.height, info.width), config.store.label_scale)
     model = prepare_model(config, segmenter, vocabulary)
     identity, attrs = _store_identity(source, info, config, model, label_size)
     store = LabelStore.open(

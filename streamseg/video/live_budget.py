@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import statistics
-import threading
 
 # Recent batches the median is taken over: enough to outvote a few stalls, few enough to
 # follow a lasting change of speed within a second or two of a live run.
@@ -20,27 +19,21 @@ WINDOW = 9
 
 
 class BatchTimes:
-    """Seconds per frame of recent batches; `expected(n)` is the time of a batch of n.
-
-    Thread-safe: a live run records in its tracking loop and asks in the thread that takes
-    frames (live_segment.py).
-    """
+    """Seconds per frame of recent batches; `expected(n)` is the time of a batch of n."""
 
     def __init__(self, window: int = WINDOW) -> None:
         self._per_frame: collections.deque[float] = collections.deque(maxlen=window)
         self._seen = 0
-        self._lock = threading.Lock()
 
     def record(self, frames: int, seconds: float) -> None:
         """One batch of `frames` frames took `seconds` (the first batch is not counted)."""
-        with self._lock:
-            self._seen += 1
-            if self._seen == 1 or frames < 1:
-                return  # the cold first batch says nothing about the next ones
-            self._per_frame.append(seconds / frames)
+        self._seen += 1
+        if self._seen == 1 or frames < 1:
+            return  # the cold first batch says nothing about the next ones
+        self._per_frame.append(seconds / frames)
 
     def expected(self, frames: int) -> float:
         """Expected seconds of a batch of `frames` frames (0.0 before any warm batch)."""
-        with self._lock:
-            recent = list(self._per_frame)
-        return statistics.median(recent) * frames if recent else 0.0
+        if not self._per_frame:
+            return 0.0
+        return statistics.median(self._per_frame) * frames

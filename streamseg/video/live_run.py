@@ -46,10 +46,11 @@ from streamseg.video.live_decode import (
     live_default,
     source_kind,
 )
-from streamseg.video.live_segment import LiveBatchSettings, label_size_for, live_batches
+from streamseg.video.live_segment import LiveBatchSettings, live_batches
 from streamseg.video.run_setup import (
     RunModel,
     check_run_settings,
+    label_size_for,
     overlay_output,
     prepare_model,
     vocabulary_attrs,
@@ -348,8 +349,8 @@ def run_live(
         ended = f"error: {caught}"
         raise
     finally:
-        frames.stop()  # first: a thread waiting for a frame wakes up
-        batches.close()  # the taking and segmenting threads end
+        frames.stop()
+        batches.close()  # restores torch's thread count (live_segment.py)
         signals.restore()
         try:
             if slot is not None:

@@ -32,11 +32,7 @@ from streamseg.video.frames import Frame
 from streamseg.video.live_budget import BatchTimes
 from streamseg.video.live_decode import LiveFrame, LiveFrameSource
 from streamseg.video.live_threads import ModelThreads
-
-
-def label_size_for(source_size: tuple[int, int], scale: float) -> tuple[int, int]:
-    """(H, W) of the stored labels of a `source_size` source at `label_scale`."""
-    return max(1, round(source_size[0] * scale)), max(1, round(source_size[1] * scale))
+from streamseg.video.run_setup import label_size_for
 
 
 @dataclass(frozen=True)

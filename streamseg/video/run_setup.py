@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from streamseg.model.vocab import Vocabulary
 
 
+def label_size_for(source_size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """(H, W) of the stored labels of a `source_size` source at `--label-scale` `scale`."""
+    return max(1, round(source_size[0] * scale)), max(1, round(source_size[1] * scale))
+
+
 def check_run_settings(config: RunConfig) -> None:
     """UserError for settings no run can use, before anything is created or loaded.
 
