@@ -375,6 +375,12 @@ class LabelStore:
         return self.progress.frames
 
     @property
+    def label_size(self) -> tuple[int, int]:
+        """(H, W) of the store's label maps."""
+        height, width = self._meta["label_size"]
+        return int(height), int(width)
+
+    @property
     def attrs(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._meta))
 

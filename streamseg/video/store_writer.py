@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from streamseg.video.block import StoreBlock, join_blocks
+from streamseg.video.label_buffer import LabelBuffer
 from streamseg.video.store import LabelStore
 
 # Blocks waiting for the writer thread (bounded memory).
@@ -97,14 +98,17 @@ class StoreWriter:
     def _run(self) -> None:
         # Blocks are kept until their commit and written in one go: one zarr write per
         # column per commit instead of per block (zarr calls cost milliseconds each). Memory:
-        # at most `commit_frames` label maps.
+        # at most `commit_frames` label maps, and their copy in `labels`, which is made as each
+        # block arrives into an array reused from commit to commit (label_buffer.py).
         pending: list[StoreBlock] = []
+        labels = LabelBuffer(self.store.label_size)
         try:
             while True:
                 block = self._queue.get()
                 if block is None:
                     return
                 pending.append(block)
+                labels.extend(block.labels)
                 if self.overlay is not None:
                     for item in block.overlay:
                         self.overlay.write(
@@ -114,13 +118,14 @@ class StoreWriter:
                 if block.commit is not None:
                     joined = join_blocks(pending)
                     self.store.write_block(
-                        joined.labels,
+                        labels.rows(),
                         joined.frames,
                         joined.segments,
                         commit=False,
                         embeddings=joined.segment_embeddings,
                     )
                     pending.clear()
+                    labels.clear()
                     self.store.commit(block.commit.tracker_state, block.commit.facts)
                 if self._progress is not None and (block.num_frames or block.commit is not None):
                     self._progress(self._frames)
