@@ -75,6 +75,32 @@ def test_store_writer_commits_only_on_commit_blocks(tmp_path: Path) -> None:
     writer.close()
     assert seen == [2, 3]
     assert store.committed_frames == 3 and store.progress.extra == {"why": "test"}
+    np.testing.assert_array_equal(open_store(tmp_path / "s.zarr").labels(2), tracked[2].labels)
+
+
+def test_store_writer_writes_maps_as_blocks_arrive_and_rows_at_commits(tmp_path: Path) -> None:
+    tracked = _tracked_frames(3)
+    store = LabelStore.open(tmp_path / "s.zarr", label_size=(24, 32), identity={}, attrs={})
+    calls: list[tuple[str, int | None]] = []
+    append, write = store.append_labels, store.write_block
+
+    def append_labels(labels: np.ndarray) -> None:
+        calls.append(("maps", len(labels)))
+        append(labels)
+
+    def write_block(labels, frames, *args, **kwargs) -> None:
+        calls.append(("rows", None if labels is None else len(labels)))
+        write(labels, frames, *args, **kwargs)
+
+    store.append_labels, store.write_block = append_labels, write_block  # type: ignore[method-assign]
+    writer = StoreWriter(store, None)
+    writer.put(StoreBlock.of_frames(tracked[:2]))
+    writer.put(StoreBlock.of_frames(tracked[2:], Commit("{}", {})))
+    writer.close()
+    # each block's maps when it arrives, then the rows of both at the commit, without maps
+    assert calls == [("maps", 2), ("maps", 1), ("rows", None)]
+    labels = open_store(tmp_path / "s.zarr").labels()
+    np.testing.assert_array_equal(labels, np.stack([t.labels for t in tracked]))
 
 
 def test_segmenter_like_optional_parts() -> None:

@@ -204,3 +204,55 @@ def test_summarize_tracks_tie_goes_to_lowest_class() -> None:
     tracks = summarize_tracks(segments)
     assert tracks["class_id"].tolist() == [2]
     assert tracks["frames"].tolist() == [2]
+
+
+@pytest.mark.parametrize("shard", [0, 4])
+def test_labels_appended_ahead_equal_a_block_write(tmp_path: Path, shard: int) -> None:
+    # The store writer's way: each block's maps first (append_labels), its table rows at the
+    # commit (write_block(None, ...)); the store must equal one written block by block.
+    ahead = _open(tmp_path / "ahead.zarr", frames_per_shard=shard)
+    first, second = _block(0, 3), _block(3, 2)
+    ahead.append_labels(first[0])
+    ahead.append_labels(second[0])
+    frames = {k: np.concatenate([first[1][k], second[1][k]]) for k in first[1]}
+    segments = {k: np.concatenate([first[2][k], second[2][k]]) for k in first[2]}
+    segments["frame"] = np.concatenate([first[2]["frame"], second[2]["frame"] + 3])
+    ahead.write_block(None, frames, segments, tracker_state="{}")
+    ahead.finish()
+    plain = _open(tmp_path / "plain.zarr", frames_per_shard=shard)
+    _write(plain, 0, 3)
+    _write(plain, 3, 2)
+    plain.finish()
+    a, b = open_store(tmp_path / "ahead.zarr"), open_store(tmp_path / "plain.zarr")
+    np.testing.assert_array_equal(a.labels(), b.labels())
+    np.testing.assert_array_equal(a.labels(4), second[0][1])
+    for name in ("frames", "segments", "tracks"):
+        for col, values in getattr(b, name).items():
+            np.testing.assert_array_equal(getattr(a, name)[col], values, err_msg=f"{name}.{col}")
+
+
+def test_labels_appended_ahead_must_match_the_rows(tmp_path: Path) -> None:
+    store = _open(tmp_path / "v.zarr")
+    labels, frames, segments = _block(0, 3)
+    store.append_labels(labels[:2])
+    with pytest.raises(ValueError, match="3 frames, but 2 label maps"):
+        store.write_block(None, frames, segments)
+    with pytest.raises(ValueError, match="appended ahead wait"):
+        store.write_block(labels, frames, segments)
+    with pytest.raises(ValueError, match="2 label maps for 3 frames"):
+        _open(tmp_path / "w.zarr").write_block(labels[:2], frames, segments)
+
+
+def test_labels_appended_but_not_committed_are_dropped_on_resume(tmp_path: Path) -> None:
+    path = tmp_path / "v.zarr"
+    store = _open(path, frames_per_shard=4)
+    _write(store, 0, 2, state='{"a":1}')
+    store.append_labels(_block(2, 2)[0] + 7)  # a crash before this block's rows and commit
+    del store
+    resumed = _open(path, frames_per_shard=4)
+    assert resumed.committed_frames == 2
+    _write(resumed, 2, 2)
+    resumed.finish()
+    np.testing.assert_array_equal(
+        open_store(path).labels(), np.concatenate([_block(0, 2)[0], _block(2, 2)[0]])
+    )

@@ -66,8 +66,9 @@ class StoreBlock:
 
     Attributes:
         labels: n (H, W) int32 track-id maps, one per frame: kept apart, since stacking them
-            costs a full copy of every map (~8 MB a frame at 1080p); the store makes the one
-            contiguous array zarr writes, per commit.
+            costs a full copy of every map (~8 MB a frame at 1080p); the store writer copies
+            them into the one contiguous array zarr writes. Empty once the writer has written
+            them (its blocks waiting for a commit keep only their table rows).
         frames: frames-table columns, (n,) each (FRAME_NAMES).
         segments: segments-table columns, (m,) each (segments.SEGMENT_NAMES); `frame` counts
             from the block's first frame.
@@ -86,7 +87,8 @@ class StoreBlock:
 
     @property
     def num_frames(self) -> int:
-        return len(self.labels)
+        """Frames of the block (its frames-table rows: the maps may have been written)."""
+        return len(self.frames["index"])
 
     @classmethod
     def empty(cls, commit: Commit | None = None) -> StoreBlock:

@@ -1,11 +1,10 @@
-"""`LabelBuffer`: the label maps of the frames waiting for the next commit, in one reused array.
+"""`LabelBuffer`: a block's label maps as one (n, H, W) array, reused from block to block.
 
-The store writes a commit's label maps with one zarr call, which needs them as one (n, H, W)
-array. Stacking the maps at each commit allocated that array afresh (16 frames at 1080p:
-128 MB), and fresh pages cost a page fault each: in a 1080p run the stack was the writer
-thread's largest cost, above zarr and zstd (docs/BENCHMARKS.md section 11). The buffer keeps
-one array for the run and copies each block's maps in as the block arrives; it grows only when
-a commit holds more frames than any before.
+The store writes a block's label maps with one zarr call, which needs them as one array.
+Stacking them allocated that array afresh each time (16 frames at 1080p: 128 MB), and fresh
+pages cost a page fault each: in a 1080p run the stack was the writer thread's largest cost,
+above zarr and zstd (docs/BENCHMARKS.md section 11). The buffer keeps one array for the run
+and grows only when a block holds more frames than any before.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ class LabelBuffer:
     """Rows of (H, W) int32 label maps, appended in order and taken together.
 
     Usage:
-        buffer.extend(block.labels)   # per block
-        store.write_block(buffer.rows(), ...)
+        buffer.extend(block.labels)
+        store.append_labels(buffer.rows())
         buffer.clear()                # after the write (the rows are then overwritten)
     """
 
@@ -57,5 +56,5 @@ class LabelBuffer:
         return self._array[: self._count]
 
     def clear(self) -> None:
-        """Forget the rows; the memory is kept for the next commit."""
+        """Forget the rows; the memory is kept for the next block."""
         self._count = 0

@@ -160,6 +160,8 @@ class LabelStore:
         self._members: dict[str, dict[str, Any]] | None = None
         # Rows appended so far (frames, segments): committed ones plus pending ones.
         self._written = (progress.frames, progress.segments)
+        # Label maps written by `append_labels` ahead of their table rows (frames).
+        self._labels_ahead = 0
         # Array handles, opened once: opening one from the group reads its metadata from disk
         # (about 0.5 ms), a third of a commit's cost when done per column per block.
         self._arrays: dict[str, Any] = {}
@@ -426,7 +428,7 @@ class LabelStore:
 
     def write_block(
         self,
-        labels: np.ndarray | Sequence[np.ndarray],
+        labels: np.ndarray | Sequence[np.ndarray] | None,
         frames: Mapping[str, np.ndarray],
         segments: Mapping[str, np.ndarray],
         tracker_state: str | None = None,
@@ -438,7 +440,8 @@ class LabelStore:
 
         Args:
             labels: (n, H, W) int32 track ids of n frames, or n (H, W) maps (stacked here,
-                in one copy: zarr writes a shard's frames from one array).
+                in one copy: zarr writes a shard's frames from one array); None: the n maps
+                were written by `append_labels` since the last block.
             frames: FRAME_COLUMNS except segment_start / segment_count, each (n,).
             segments: SEGMENT_COLUMNS, each (m,), `frame` relative to this block (0..n-1).
             tracker_state: tracker JSON after the last frame of the block (with `commit`).
@@ -448,30 +451,34 @@ class LabelStore:
             embeddings: (m, D) the segment rows' CLIP embeddings (search vectors). The first
                 block that has them makes the store keep them; a store made without them
                 (written before, or by a segmenter that gives none) stays without.
+
+        Raises:
+            ValueError: `labels` is None and `append_labels` wrote another number of maps,
+                or labels are given while maps written ahead wait for their rows, or the
+                labels are not one map per frame.
         """
         if self._lease is not None:
             check_held(self.path, self._lease)  # a fenced writer must not touch the data
-        if not isinstance(labels, np.ndarray):
-            labels = (
-                np.stack(labels, dtype=np.int32)
-                if len(labels)
-                else np.zeros((0, *self._meta["label_size"]), np.int32)
-            )
-        n = int(labels.shape[0])
         t0, s0 = self._written
+        n = int(np.asarray(frames["index"]).shape[0])
+        if labels is None:
+            if self._labels_ahead != n:
+                raise ValueError(
+                    f"{n} frames, but {self._labels_ahead} label maps were appended ahead"
+                )
+        else:
+            if self._labels_ahead:
+                raise ValueError(f"{self._labels_ahead} label maps appended ahead wait for rows")
+            maps = _stacked(labels, self.label_size)
+            if maps.shape[0] != n:
+                raise ValueError(f"{maps.shape[0]} label maps for {n} frames")
+            self._write_labels(t0, maps)
+        self._labels_ahead = 0
         local = np.asarray(segments["frame"], np.int64)
         m = int(local.shape[0])
         counts = np.bincount(local, minlength=n).astype(np.int32) if m else np.zeros(n, np.int32)
         starts = (s0 + np.cumsum(counts) - counts).astype(np.int64)
         frame_rows = {**frames, "segment_start": starts, "segment_count": counts}
-        labels = np.asarray(labels, np.int32)
-        self._append("labels", t0, labels)
-        level_map = labels
-        for level in range(1, int(self._meta.get("pyramid_levels", 0)) + 1):
-            # Nearest (a track id is never blended with another): every 2**level-th pixel,
-            # taken from the previous level (a quarter of the reads).
-            level_map = level_map[:, ::2, ::2].copy()
-            self._append(f"{PYRAMID_GROUP}/{level}", t0, level_map)
         for name, dtype in FRAME_COLUMNS.items():
             self._append(f"frames/{name}", t0, np.asarray(frame_rows[name], dtype))
         self._append(TIME_ARRAY, t0, np.asarray(frame_rows["time"], FRAME_COLUMNS["time"]))
@@ -483,6 +490,27 @@ class LabelStore:
         self._written = (t0 + n, s0 + m)
         if commit:
             self.commit(tracker_state, extra)
+
+    def append_labels(self, labels: np.ndarray) -> None:
+        """Write (n, H, W) int32 label maps now, ahead of their frames' table rows, which the
+        next `write_block(None, ...)` appends. The store writer writes each block's maps as
+        it arrives, so that a commit's (or a run's last) table write does not wait for the
+        maps of all its frames. Like any write, invisible until a commit takes them in."""
+        if self._lease is not None:
+            check_held(self.path, self._lease)
+        labels = np.asarray(labels, np.int32)
+        self._write_labels(self._written[0] + self._labels_ahead, labels)
+        self._labels_ahead += int(labels.shape[0])
+
+    def _write_labels(self, start: int, labels: np.ndarray) -> None:
+        """The maps and their pyramid levels at frame rows [start, start + n)."""
+        self._append("labels", start, labels)
+        level_map = labels
+        for level in range(1, int(self._meta.get("pyramid_levels", 0)) + 1):
+            # Nearest (a track id is never blended with another): every 2**level-th pixel,
+            # taken from the previous level (a quarter of the reads).
+            level_map = level_map[:, ::2, ::2].copy()
+            self._append(f"{PYRAMID_GROUP}/{level}", start, level_map)
 
     def _append(self, name: str, start: int, values: np.ndarray) -> None:
         """Append rows to array `name`, remembering the files written for the next commit."""
@@ -557,6 +585,7 @@ class LabelStore:
         (commit first: uncommitted frames are dropped)."""
         self._truncate()
         self._written = (self.progress.frames, self.progress.segments)
+        self._labels_ahead = 0
         reader = StoreReader(self.path)  # checked and read once for both track tables
         segments = reader.segments
         tracks = summarize_tracks(segments)
@@ -640,6 +669,15 @@ def _create_arrays(
                 compressors=ZstdCodec(level=level),
                 dimension_names=(TABLE_DIMS[table],),
             )
+
+
+def _stacked(labels: np.ndarray | Sequence[np.ndarray], label_size: tuple[int, int]) -> np.ndarray:
+    """(n, H, W) int32 of an array or a sequence of (H, W) maps."""
+    if isinstance(labels, np.ndarray):
+        return np.asarray(labels, np.int32)
+    if not len(labels):
+        return np.zeros((0, *label_size), np.int32)
+    return np.stack(labels, dtype=np.int32)
 
 
 def _append(array: Any, start: int, values: np.ndarray) -> bool:

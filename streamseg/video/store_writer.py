@@ -10,6 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -96,10 +97,11 @@ class StoreWriter:
             self.store.close()
 
     def _run(self) -> None:
-        # Blocks are kept until their commit and written in one go: one zarr write per
-        # column per commit instead of per block (zarr calls cost milliseconds each). Memory:
-        # at most `commit_frames` label maps, and their copy in `labels`, which is made as each
-        # block arrives into an array reused from commit to commit (label_buffer.py).
+        # A block's label maps are written as it arrives (one zarr call per pyramid level);
+        # its table rows wait for the commit and go in one write per column (zarr calls cost
+        # milliseconds each, and the tables are small). Writing the maps at the commit instead
+        # left a run's last commit, 16 frames of maps, to be written after the last batch,
+        # with the model done and one core idle (docs/BENCHMARKS.md section 11).
         pending: list[StoreBlock] = []
         labels = LabelBuffer(self.store.label_size)
         try:
@@ -107,25 +109,28 @@ class StoreWriter:
                 block = self._queue.get()
                 if block is None:
                     return
-                pending.append(block)
-                labels.extend(block.labels)
                 if self.overlay is not None:
                     for item in block.overlay:
                         self.overlay.write(
                             item.image, item.labels, item.track_names, pts=item.pts, time=item.time
                         )
+                if block.num_frames:
+                    labels.extend(block.labels)
+                    self.store.append_labels(labels.rows())
+                    labels.clear()
+                # Only the table rows wait for the commit: the maps and pictures may go now.
+                pending.append(replace(block, labels=(), overlay=()))
                 self._frames += block.num_frames
                 if block.commit is not None:
                     joined = join_blocks(pending)
                     self.store.write_block(
-                        labels.rows(),
+                        None,
                         joined.frames,
                         joined.segments,
                         commit=False,
                         embeddings=joined.segment_embeddings,
                     )
                     pending.clear()
-                    labels.clear()
                     self.store.commit(block.commit.tracker_state, block.commit.facts)
                 if self._progress is not None and (block.num_frames or block.commit is not None):
                     self._progress(self._frames)
