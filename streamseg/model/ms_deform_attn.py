@@ -42,12 +42,18 @@ def ms_deform_attn_sample(
     )
     out = None
     for level, (height, width) in enumerate(spatial_shapes):
-        # (N, HW, M, D) -> (N*M, D, H, W)
+        # (N, HW, M, D) -> (N*M, D, H, W). Contiguous: with one image the reshape is a strided
+        # view, and the CPU grid_sample kernel took ~9x longer on it (0.44 against 0.05 ms a
+        # frame per call, default model at 1080p; docs/BENCHMARKS.md section 11).
         value_l = (
-            values[level].flatten(2).transpose(1, 2).reshape(batch * heads, dim, height, width)
+            values[level]
+            .flatten(2)
+            .transpose(1, 2)
+            .reshape(batch * heads, dim, height, width)
+            .contiguous()
         )
         # (N, Lq, M, P, 2) -> (N*M, Lq, P, 2)
-        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1).contiguous()
         sampled = F.grid_sample(
             value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False
         )  # (N*M, D, Lq, P)
