@@ -43,8 +43,8 @@ def ms_deform_attn_sample(
     out = None
     for level, (height, width) in enumerate(spatial_shapes):
         # (N, HW, M, D) -> (N*M, D, H, W). Contiguous: with one image the reshape is a strided
-        # view, and the CPU grid_sample kernel took ~9x longer on it (0.44 against 0.05 ms a
-        # frame per call, default model at 1080p; docs/BENCHMARKS.md section 11).
+        # view, and the CPU grid_sample kernel took ~4x longer on it (0.45-0.50 against
+        # 0.11 ms a call, default model at 1080p; docs/BENCHMARKS.md section 11).
         value_l = (
             values[level]
             .flatten(2)
