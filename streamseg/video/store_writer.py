@@ -115,9 +115,7 @@ class StoreWriter:
                             item.image, item.labels, item.track_names, pts=item.pts, time=item.time
                         )
                 if block.num_frames:
-                    labels.extend(block.labels)
-                    self.store.append_labels(labels.rows())
-                    labels.clear()
+                    self.store.append_labels(labels.stack(block.labels))
                 # Only the table rows wait for the commit: the maps and pictures may go now.
                 pending.append(replace(block, labels=(), overlay=()))
                 self._frames += block.num_frames
