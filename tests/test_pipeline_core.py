@@ -32,7 +32,7 @@ from streamseg.video.pipeline import run_video
 from streamseg.video.segment_track import SegmentAndTrack
 from streamseg.video.segments import SegmentFilter, filter_segmentation
 from streamseg.video.store import LabelStore, open_store
-from streamseg.video.store_writer import StoreWriter
+from streamseg.video.store_writer import MAPS_PER_WRITE, StoreWriter
 from streamseg.video.track import Tracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,8 +78,8 @@ def test_store_writer_commits_only_on_commit_blocks(tmp_path: Path) -> None:
     np.testing.assert_array_equal(open_store(tmp_path / "s.zarr").labels(2), tracked[2].labels)
 
 
-def test_store_writer_writes_maps_as_blocks_arrive_and_rows_at_commits(tmp_path: Path) -> None:
-    tracked = _tracked_frames(3)
+def test_store_writer_writes_maps_in_groups_and_rows_at_commits(tmp_path: Path) -> None:
+    tracked = _tracked_frames(9)
     store = LabelStore.open(tmp_path / "s.zarr", label_size=(24, 32), identity={}, attrs={})
     calls: list[tuple[str, int | None]] = []
     append, write = store.append_labels, store.write_block
@@ -94,13 +94,32 @@ def test_store_writer_writes_maps_as_blocks_arrive_and_rows_at_commits(tmp_path:
 
     store.append_labels, store.write_block = append_labels, write_block  # type: ignore[method-assign]
     writer = StoreWriter(store, None)
-    writer.put(StoreBlock.of_frames(tracked[:2]))
-    writer.put(StoreBlock.of_frames(tracked[2:], Commit("{}", {})))
+    assert MAPS_PER_WRITE == 4
+    for first in range(6):  # six one-frame blocks
+        writer.put(StoreBlock.of_frames(tracked[first : first + 1]))
+    writer.put(StoreBlock.of_frames(tracked[6:8]))
+    writer.put(StoreBlock.of_frames(tracked[8:], Commit("{}", {})))
+    writer.put(None)
     writer.close()
-    # each block's maps when it arrives, then the rows of both at the commit, without maps
-    assert calls == [("maps", 2), ("maps", 1), ("rows", None)]
+    # maps once four frames of them wait (1+1+1+1, then 1+1+2), the last one at the commit
+    # even alone, then the rows of all nine at the commit, without maps
+    assert calls == [("maps", 4), ("maps", 4), ("maps", 1), ("rows", None)]
+    assert store.committed_frames == 9
     labels = open_store(tmp_path / "s.zarr").labels()
     np.testing.assert_array_equal(labels, np.stack([t.labels for t in tracked]))
+
+
+def test_store_writer_drops_maps_of_frames_never_committed(tmp_path: Path) -> None:
+    tracked = _tracked_frames(6)
+    store = LabelStore.open(tmp_path / "s.zarr", label_size=(24, 32), identity={}, attrs={})
+    writer = StoreWriter(store, None)
+    writer.put(StoreBlock.of_frames(tracked[:2], Commit("{}", {})))
+    writer.put(StoreBlock.of_frames(tracked[2:5]))  # three frames wait, none committed
+    writer.close()
+    assert store.committed_frames == 2
+    reopened = open_store(tmp_path / "s.zarr")
+    assert reopened.num_frames == 2
+    np.testing.assert_array_equal(reopened.labels(), np.stack([t.labels for t in tracked[:2]]))
 
 
 def test_segmenter_like_optional_parts() -> None:

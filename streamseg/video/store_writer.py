@@ -21,6 +21,13 @@ from streamseg.video.store import LabelStore
 
 # Blocks waiting for the writer thread (bounded memory).
 WRITER_QUEUE = 2
+# Label maps are written in groups of at least this many frames (or at a commit). A zarr
+# call costs about 1.5 ms at any size (CPU, one pyramid level of a 1080p map: 1.6 ms for its
+# 135x240 level alone), and there are four per group at 1080p: at batch 1, one group a frame,
+# the store took more CPU than the network beside it. Groups of 4 made a live run at batch 1
+# 9% faster (docs/BENCHMARKS.md section 12); 8 did no better. A group's maps wait as the
+# tracker's own arrays (at most 3 frames: 24 MB at 1080p).
+MAPS_PER_WRITE = 4
 
 
 class OverlaySink(Protocol):
@@ -97,12 +104,14 @@ class StoreWriter:
             self.store.close()
 
     def _run(self) -> None:
-        # A block's label maps are written as it arrives (one zarr call per pyramid level);
-        # its table rows wait for the commit and go in one write per column (zarr calls cost
-        # milliseconds each, and the tables are small). Writing the maps at the commit instead
-        # left a run's last commit, 16 frames of maps, to be written after the last batch,
-        # with the model done and one core idle (docs/BENCHMARKS.md section 11).
+        # Label maps are written as soon as MAPS_PER_WRITE frames of them (or a commit) have
+        # arrived (one zarr call per pyramid level); the table rows wait for the commit and
+        # go in one write per column (zarr calls cost milliseconds each, and the tables are
+        # small). Writing the maps at the commit instead left a run's last commit, 16 frames
+        # of maps, to be written after the last batch, with the model done and one core idle
+        # (docs/BENCHMARKS.md section 11).
         pending: list[StoreBlock] = []
+        waiting: list[np.ndarray] = []  # maps not written yet, in frame order
         labels = LabelBuffer(self.store.label_size)
         try:
             while True:
@@ -114,8 +123,10 @@ class StoreWriter:
                         self.overlay.write(
                             item.image, item.labels, item.track_names, pts=item.pts, time=item.time
                         )
-                if block.num_frames:
-                    self.store.append_labels(labels.stack(block.labels))
+                waiting.extend(block.labels)
+                if waiting and (len(waiting) >= MAPS_PER_WRITE or block.commit is not None):
+                    self.store.append_labels(labels.stack(waiting))
+                    waiting.clear()
                 # Only the table rows wait for the commit: the maps and pictures may go now.
                 pending.append(replace(block, labels=(), overlay=()))
                 self._frames += block.num_frames
