@@ -493,9 +493,10 @@ class LabelStore:
 
     def append_labels(self, labels: np.ndarray) -> None:
         """Write (n, H, W) int32 label maps now, ahead of their frames' table rows, which the
-        next `write_block(None, ...)` appends. The store writer writes each block's maps as
-        it arrives, so that a commit's (or a run's last) table write does not wait for the
-        maps of all its frames. Like any write, invisible until a commit takes them in."""
+        next `write_block(None, ...)` appends. The store writer writes the maps as they
+        arrive, in groups of at least 4 frames, so that a commit's (or a run's last) table
+        write does not wait for the maps of all its frames. Like any write, invisible until
+        a commit takes them in."""
         if self._lease is not None:
             check_held(self.path, self._lease)
         labels = np.asarray(labels, np.int32)
