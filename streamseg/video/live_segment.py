@@ -14,7 +14,9 @@ faster at 1080p (docs/BENCHMARKS.md section 10), but the RTSP test of four runs 
 256x256 (tests/test_live_rtsp.py, slow) then kept 87-92% of the frames instead of at least
 95%. The probe spends batches on the slower count while the source does not wait, and the
 batches waiting between the threads count against the latency budget. It was reverted; a file
-run keeps both (segment_track.py).
+run keeps both (segment_track.py). Session 9 tried the split without the probe: no faster at
+batch 4 and slower at batch 1 at 1080p, the post-processing's thread waiting on the network's
+for the GIL and the cores (docs/BENCHMARKS.md section 12).
 
 A stop (`stopped()`, `max_frames`, the end of the source) ends the taking.
 """
