@@ -61,6 +61,7 @@ def compare_memory_formats(
 
     from streamseg.model.default_vocab import default_vocabulary
     from streamseg.model.embedded import DEFAULT_MODEL
+    from streamseg.model.memory_format import memory_format_of
     from streamseg.synthetic.video import VideoConfig, iter_video
 
     check_precision(precision, BENCH_PRECISIONS)
@@ -85,12 +86,17 @@ def compare_memory_formats(
     def seconds_per_frame() -> float:
         return statistics.median(measure(forward, repeats)) / len(images)
 
+    # The segmenter may already run in channels_last (model/memory_format.py): both are set
+    # here, and its own format is put back at the end.
+    own = memory_format_of(segmenter.model)
+    segmenter.model.to(memory_format=torch.contiguous_format)
     contiguous = seconds_per_frame()
     before = forward()
     segmenter.model.to(memory_format=torch.channels_last)
     channels_last = seconds_per_frame()
     after = forward()
-    segmenter.model.to(memory_format=torch.contiguous_format)
+    if own == "contiguous":
+        segmenter.model.to(memory_format=torch.contiguous_format)
 
     def largest_difference(key: str) -> float:
         pairs = zip(_as_list(before[key]), _as_list(after[key]), strict=True)

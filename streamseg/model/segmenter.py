@@ -33,6 +33,7 @@ from streamseg.model.config import PRESETS, FCCLIPConfig, get_preset, unknown_mo
 from streamseg.model.default_vocab import folder_default_vocabulary
 from streamseg.model.embedded import DEFAULT_MODEL, find_model_folder  # also imported from here
 from streamseg.model.fcclip import FCCLIP, build_model
+from streamseg.model.memory_format import prefers_channels_last
 from streamseg.model.network_outputs import NetworkOutputs
 from streamseg.model.outputs import FrameSegmentation
 from streamseg.model.panoptic_batch import MaskSizes
@@ -151,6 +152,10 @@ class Segmenter:
         weight_files: tuple[Path, ...] = (),
     ) -> None:
         self.model = model.to(device).eval()
+        if prefers_channels_last(config.clip_model, device):
+            # Faster convolutions for this model on this device, same outputs up to float
+            # rounding (model/memory_format.py).
+            self.model.to(memory_format=torch.channels_last)
         self.config = config
         self.device = device
         self.name = name
