@@ -24,9 +24,10 @@ WRITER_QUEUE = 2
 # Label maps are written in groups of at least this many frames (or at a commit). A zarr
 # call costs about 1.5 ms at any size (CPU, one pyramid level of a 1080p map: 1.6 ms for its
 # 135x240 level alone), and there are four per group at 1080p: at batch 1, one group a frame,
-# the store took more CPU than the network beside it. Groups of 4 made a live run at batch 1
-# 9% faster (docs/BENCHMARKS.md section 12); 8 did no better. A group's maps wait as the
-# tracker's own arrays (at most 3 frames: 24 MB at 1080p).
+# the store's threads took 19 ms of CPU a frame, beside 34 ms in the network's own thread
+# (its workers apart), on two cores. Groups of 4 made a live run at batch 1 9% faster
+# (docs/BENCHMARKS.md section 12); 8 did no better. A group's maps wait as the tracker's own
+# arrays (at most 3 frames: 24 MB at 1080p).
 MAPS_PER_WRITE = 4
 
 
