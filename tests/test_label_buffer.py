@@ -1,4 +1,4 @@
-"""LabelBuffer: the store writer's reused array of a block's label maps."""
+"""LabelBuffer: the store writer's reused array of a group of label maps."""
 
 import numpy as np
 import pytest

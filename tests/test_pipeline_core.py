@@ -99,7 +99,6 @@ def test_store_writer_writes_maps_in_groups_and_rows_at_commits(tmp_path: Path) 
         writer.put(StoreBlock.of_frames(tracked[first : first + 1]))
     writer.put(StoreBlock.of_frames(tracked[6:8]))
     writer.put(StoreBlock.of_frames(tracked[8:], Commit("{}", {})))
-    writer.put(None)
     writer.close()
     # maps once four frames of them wait (1+1+1+1, then 1+1+2), the last one at the commit
     # even alone, then the rows of all nine at the commit, without maps

@@ -1,8 +1,8 @@
 """`LabelBuffer`: label maps as one (n, H, W) array, reused from write to write.
 
 The store writer writes a group of label maps (store_writer.MAPS_PER_WRITE frames or more, or
-what waits at a commit) with one zarr call, which needs them as one array.
-Stacking them allocated that array afresh each time (a commit of 16 frames at 1080p: 128 MB),
+what waits at a commit) with one zarr call, which needs them as one array. Stacking them
+allocated that array afresh each time (a commit of 16 frames at 1080p: 128 MB),
 and fresh pages cost a page fault each: in a 1080p run the stack was the writer thread's
 largest cost, above zarr and zstd (docs/BENCHMARKS.md section 11). The buffer keeps one array
 for the run and grows it only when a group holds more frames than any before.
@@ -19,7 +19,7 @@ class LabelBuffer:
     """(H, W) label maps stacked into one int32 array that is reused by the next `stack`.
 
     Usage:
-        store.append_labels(buffer.stack(maps)  # maps: the waiting (H, W) maps, in frame order)
+        store.append_labels(buffer.stack(waiting))  # the waiting (H, W) maps, in frame order
     """
 
     def __init__(self, label_size: tuple[int, int]) -> None:
