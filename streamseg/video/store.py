@@ -168,6 +168,10 @@ class LabelStore:
         # Files (relative to the store) written since the last commit: fsynced by the next.
         self._unsynced: set[str] = set()
         self._lease = lease
+        from streamseg.video.zarr_pipeline import use_whole_chunk_pipeline
+
+        # Before the first write: a frame written whole is encoded without zarr's copy of it.
+        use_whole_chunk_pipeline()
 
     def close(self) -> None:
         """Give the lease back (the store stays resumable from its last commit)."""
