@@ -118,6 +118,21 @@ def test_bad_input_is_a_user_error() -> None:
         run_benchmark(BenchConfig(threads=0))
     with pytest.raises(UserError, match="precision"):
         run_benchmark(BenchConfig(precision="fp8"))
+    for rate in (0.0, -5.0, 1000.0):
+        with pytest.raises(UserError, match="live-fps"):
+            run_benchmark(BenchConfig(live_fps=rate))
+
+
+def test_live_fps_sets_the_live_streams_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["bench", "--model", "tiny-convnext", "--size", "64x64", "--frames", "1", "--repeats"]
+        + ["1", "--device", "cpu", "--threads", "1", "--stages", "live", "--live-fps", "10"]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "live: 10 fps input ->" in out
+    received = int(out.split(" frames dropped")[0].rsplit(" of ", 1)[1])
+    assert 30 <= received <= 40  # 4 s at 10 fps (the bench's LIVE_SECONDS), not at 25
 
 
 def test_optimized_segment_equals_the_unoptimized_official_path() -> None:

@@ -83,7 +83,7 @@ class CapacitySummary:
             frame size), what the replay stands in for.
         end_to_end_fps, end_to_end_overlay_fps: `run_video` with the real model.
         capacity_fps, capacity_overlay_fps: `run_video` with the replay: the pipeline ceiling.
-        live_fps, live_capacity_fps: live bench (input at LIVE_FPS) with the model / replay.
+        live_fps, live_capacity_fps: live bench (input at `--live-fps`) with the model / replay.
         bound: "model" when the model (forward + post-processing; the forward alone if that
             was not measured) is slower than the pipeline ceiling (no overlay), else
             "pipeline".

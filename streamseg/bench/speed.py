@@ -61,6 +61,7 @@ STAGES = ("decode", "model", "track", "store", "render", "end_to_end")
 # reported apart from the per-stage table (`BenchResult.live`).
 LIVE = "live"
 LIVE_FPS = 25.0
+MAX_LIVE_FPS = 240.0  # the stream is encoded in memory first: LIVE_SECONDS at this rate
 LIVE_SECONDS = 4.0
 # Every stage name `stages` accepts (the default runs STAGES and LIVE).
 KNOWN_STAGES = (*STAGES, *CAPACITY_STAGES, LIVE, LIVE_CAPACITY)
@@ -90,6 +91,7 @@ class BenchConfig:
     # CUDA: one more end-to-end run under torch.cuda.set_sync_debug_mode "warn", one under
     # "error" (untimed; bench/sync_debug.py); elsewhere reported as not checked
     sync_debug: bool = False
+    live_fps: float = LIVE_FPS  # frame rate of the live bench's stream
 
 
 @dataclass
@@ -270,7 +272,7 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     """Measure every stage of `config.stages` (see the module docstring).
 
     Raises:
-        UserError: bad sizes, counts, stage names, threads or precision.
+        UserError: bad sizes, counts, stage names, threads, precision or live rate.
     """
     import torch
 
@@ -284,6 +286,10 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     check_precision(config.precision, BENCH_PRECISIONS)  # validates the name early
     if config.threads is not None and config.threads < 1:
         raise UserError(f"--threads: must be at least 1, got {config.threads}")
+    if not 0 < config.live_fps <= MAX_LIVE_FPS:
+        raise UserError(
+            f"--live-fps: must be above 0 and at most {MAX_LIVE_FPS:g}, got {config.live_fps:g}"
+        )
     previous_threads = torch.get_num_threads()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
@@ -446,11 +452,11 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
 
     live = None
     if LIVE in config.stages:
-        say(f"live mode: a {LIVE_FPS:g} fps stream on 127.0.0.1, --max-latency 1, batch 1")
+        say(f"live mode: a {config.live_fps:g} fps stream on 127.0.0.1, --max-latency 1, batch 1")
         from streamseg.bench.live import measure_live_rate
         from streamseg.config import ModelSettings, RunConfig
 
-        # batch 1: a live run waits for a whole batch before segmenting (docs/LIVE.md)
+        # batch 1: the live preset's (pipelines/live.toml), the lowest latency
         live_config = RunConfig(model=ModelSettings(batch_size=1, precision=config.precision))
         if config.compile:
             # batch size 1 may be new to the compiled network: compile it outside the timing
@@ -459,7 +465,7 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         rate = measure_live_rate(
             segmenter,
             size=size,
-            input_fps=LIVE_FPS,
+            input_fps=config.live_fps,
             seconds=LIVE_SECONDS,
             max_latency=1.0,
             config=live_config,
@@ -467,14 +473,14 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
         live = rate.to_dict()
     live_capacity = None
     if LIVE_CAPACITY in config.stages and replay is not None:
-        say(f"live mode with the replayed outputs: {LIVE_FPS:g} fps, batch 1")
+        say(f"live mode with the replayed outputs: {config.live_fps:g} fps, batch 1")
         from streamseg.bench.live import measure_live_rate
         from streamseg.config import ModelSettings, RunConfig
 
         live_capacity = measure_live_rate(
             replay,
             size=size,
-            input_fps=LIVE_FPS,
+            input_fps=config.live_fps,
             seconds=LIVE_SECONDS,
             max_latency=1.0,
             config=RunConfig(model=ModelSettings(batch_size=1, precision=config.precision)),
