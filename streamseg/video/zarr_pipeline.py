@@ -5,9 +5,9 @@ zarr 3.1's `BatchedCodecPipeline` merges every chunk of a write into a fresh chu
 chunk; that is zarr-developers/zarr-python#2038, open as of zarr 3.1.6. The store writer writes
 several frames per call (store_writer.MAPS_PER_WRITE), each frame one whole chunk of a shard, so
 every 1080p frame paid an 8 MB fill and an 8 MB copy on zarr's event-loop thread, beside the
-network on the same two cores. Handing the encoder a view of the written frame instead cut the
-store's CPU from about 9-10 to 6 ms a frame at 1080p and raised the live rate at batch 1 by
-about a tenth (docs/BENCHMARKS.md section 13). The bytes written are the same.
+network on the same two cores. Handing the encoder a view of the written frame instead took the
+label writes from about 8.4 to 5.7 ms of CPU a 1080p frame, and a live run at batch 1 at 1080p
+from 17-18 to 19-21 fps (docs/BENCHMARKS.md section 13). The bytes written are the same.
 
 The pipeline is process-wide: zarr's sharding codec takes the pipeline of a shard's inner chunks
 from `zarr.config` at every write, so it cannot be set per array. `use_whole_chunk_pipeline`
@@ -16,10 +16,15 @@ selects it when zarr's own default is configured and leaves any other choice alo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from zarr.core.codec_pipeline import BatchedCodecPipeline
 from zarr.registry import register_pipeline
+
+if TYPE_CHECKING:
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import NDBuffer
+    from zarr.core.indexing import SelectorTuple
 
 # zarr's default `codec_pipeline.path`, the only one this pipeline replaces.
 ZARR_DEFAULT_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"
@@ -33,14 +38,14 @@ class WholeChunkPipeline(BatchedCodecPipeline):
 
     def _merge_chunk_array(
         self,
-        existing_chunk_array: Any,
-        value: Any,
-        out_selection: Any,
-        chunk_spec: Any,
-        chunk_selection: Any,
+        existing_chunk_array: NDBuffer | None,
+        value: NDBuffer,
+        out_selection: SelectorTuple,
+        chunk_spec: ArraySpec,
+        chunk_selection: SelectorTuple,
         is_complete_chunk: bool,
         drop_axes: tuple[int, ...],
-    ) -> Any:
+    ) -> NDBuffer:
         if is_complete_chunk and not drop_axes and chunk_spec.order == "C":
             part = value[out_selection]
             array = part.as_ndarray_like()
