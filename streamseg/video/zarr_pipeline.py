@@ -12,6 +12,10 @@ from 17-18 to 19-21 fps (docs/BENCHMARKS.md section 13). The bytes written are t
 The pipeline is process-wide: zarr's sharding codec takes the pipeline of a shard's inner chunks
 from `zarr.config` at every write, so it cannot be set per array. `use_whole_chunk_pipeline`
 selects it when zarr's own default is configured and leaves any other choice alone.
+
+It overrides a private method, `_merge_chunk_array`, the same in zarr 3.1.3 to 3.1.6 (the
+versions pyproject.toml allows so far); tests/test_zarr_pipeline.py fails if a release changes
+its parameters.
 """
 
 from __future__ import annotations
