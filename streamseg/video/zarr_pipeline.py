@@ -13,8 +13,8 @@ The pipeline is process-wide: zarr's sharding codec takes the pipeline of a shar
 from `zarr.config` at every write, so it cannot be set per array. `use_whole_chunk_pipeline`
 selects it when zarr's own default is configured and leaves any other choice alone.
 
-It overrides a private method, `_merge_chunk_array`, the same in zarr 3.1.3 to 3.1.6 (the
-versions pyproject.toml allows so far); tests/test_zarr_pipeline.py fails if a release changes
+It overrides a private method, `_merge_chunk_array`, the same in zarr 3.1.3 to 3.1.6 (every
+release in pyproject.toml's range today); tests/test_zarr_pipeline.py fails if a release changes
 its parameters.
 """
 
