@@ -450,41 +450,33 @@ def _run(config: BenchConfig, say: Callable[[str], None]) -> BenchResult:
             run = video_run(video, folder, **real, overlay=False, prefix="sync-debug")
             sync = check_syncs(run, device).to_dict()
 
-    live = None
-    if LIVE in config.stages:
-        say(f"live mode: a {config.live_fps:g} fps stream on 127.0.0.1, --max-latency 1, batch 1")
+    def live_rate(subject: Any) -> dict[str, Any]:
+        """The live bench (a stream at `config.live_fps`) through `subject`, at batch 1: the
+        live preset's (pipelines/live.toml), the lowest latency."""
         from streamseg.bench.live import measure_live_rate
         from streamseg.config import ModelSettings, RunConfig
 
-        # batch 1: the live preset's (pipelines/live.toml), the lowest latency
-        live_config = RunConfig(model=ModelSettings(batch_size=1, precision=config.precision))
-        if config.compile:
-            # batch size 1 may be new to the compiled network: compile it outside the timing
-            with autocast(device, config.precision):
-                segmenter.segment(images[:1], output_size=size)
-        rate = measure_live_rate(
-            segmenter,
-            size=size,
-            input_fps=config.live_fps,
-            seconds=LIVE_SECONDS,
-            max_latency=1.0,
-            config=live_config,
-        )
-        live = rate.to_dict()
-    live_capacity = None
-    if LIVE_CAPACITY in config.stages and replay is not None:
-        say(f"live mode with the replayed outputs: {config.live_fps:g} fps, batch 1")
-        from streamseg.bench.live import measure_live_rate
-        from streamseg.config import ModelSettings, RunConfig
-
-        live_capacity = measure_live_rate(
-            replay,
+        return measure_live_rate(
+            subject,
             size=size,
             input_fps=config.live_fps,
             seconds=LIVE_SECONDS,
             max_latency=1.0,
             config=RunConfig(model=ModelSettings(batch_size=1, precision=config.precision)),
         ).to_dict()
+
+    live = None
+    if LIVE in config.stages:
+        say(f"live mode: a {config.live_fps:g} fps stream on 127.0.0.1, --max-latency 1, batch 1")
+        if config.compile:
+            # batch size 1 may be new to the compiled network: compile it outside the timing
+            with autocast(device, config.precision):
+                segmenter.segment(images[:1], output_size=size)
+        live = live_rate(segmenter)
+    live_capacity = None
+    if LIVE_CAPACITY in config.stages and replay is not None:
+        say(f"live mode with the replayed outputs: {config.live_fps:g} fps, batch 1")
+        live_capacity = live_rate(replay)
     capacity = None
     if replay is not None or any(s in stages for s in CAPACITY_STAGES):
         from streamseg.bench.capacity import summarize

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         compile=args.compile,
         sync_debug=args.sync_debug,
-        **({"live_fps": args.live_fps} if args.live_fps is not None else {}),
+        live_fps=BenchConfig.live_fps if args.live_fps is None else args.live_fps,
     )
     result = run_benchmark(config, log=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
     if args.json:
