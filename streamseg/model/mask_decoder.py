@@ -210,7 +210,9 @@ class MaskedAttentionDecoder(nn.Module):
         for i in range(self.num_layers):
             level = i % self.num_levels
             # A query whose mask blocks every position would get NaN: let it see everything.
-            attn_mask[attn_mask.all(dim=-1)] = False
+            # masked_fill, not bool indexing: the same rows, with no data-dependent index
+            # (tests/test_forward_host_reads.py).
+            attn_mask.masked_fill_(attn_mask.all(dim=-1, keepdim=True), False)
             output = self.transformer_cross_attention_layers[i](
                 output, srcs[level], attn_mask, poses[level], query_pos
             )
