@@ -69,8 +69,7 @@ def _bool_index(indices: Any) -> bool:
     """A bool or uint8 mask among an indexing call's indices (bool indexing calls `nonzero`)."""
     items = indices if isinstance(indices, (list, tuple)) else (indices,)
     return any(
-        isinstance(item, torch.Tensor) and item.dtype in (torch.bool, torch.uint8)
-        for item in items
+        isinstance(item, torch.Tensor) and item.dtype in (torch.bool, torch.uint8) for item in items
     )
 
 

@@ -1,6 +1,7 @@
 """CUDA only (marked `cuda`: skipped without a device; `.ci/gpu.sh` runs them): the model on a
-GPU agrees with the CPU, bf16 autocast runs, batched post-processing queues its device work
-without reading anything back, and the bench's capacity and sync-debug parts work there."""
+GPU agrees with the CPU, bf16 autocast runs, the forward and the batched post-processing queue
+their device work without reading anything back, and the bench's capacity and sync-debug
+parts work there."""
 
 from __future__ import annotations
 
@@ -74,6 +75,22 @@ def test_bf16_autocast_on_cuda_runs() -> None:
         assert result.embeddings.dtype == np.float32
         assert np.isfinite(result.embeddings).all()
         assert len(result.segments) == result.embeddings.shape[0]
+
+
+def test_forward_does_not_synchronise() -> None:
+    """The network's forward, from the pinned upload to its outputs, queues everything on the
+    device (sync debug mode "error"; tests/test_forward_host_reads.py counts the same on the
+    CPU)."""
+    from streamseg.bench.sync_debug import sync_debug_mode
+
+    segmenter = _segmenter("cuda")
+    images = [_sample(), _sample()]
+    segmenter.run_network(images)  # type: ignore[attr-defined]  # warm-up (cuDNN's search)
+    torch.cuda.synchronize()
+    with sync_debug_mode("error"):
+        out = segmenter.run_network(images)  # type: ignore[attr-defined]
+    torch.cuda.synchronize()
+    assert out.frames[0]["mask_logits"].is_cuda and len(out.frames) == 2
 
 
 def test_post_processing_between_its_two_reads_does_not_synchronise() -> None:
