@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,7 +60,20 @@ def test_script_parses_and_dry_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     shown = [line for line in done.stderr.splitlines() if line.startswith("+ ")]
-    assert any("pytest -q -m cuda" in line and "tests/test_cuda.py" in line for line in shown)
+    pytest_line = next(line for line in shown if "pytest -q -m cuda" in line)
+    # Every test that needs CUDA is marked `cuda`: a test skipped by its own CUDA check would
+    # be run neither here nor by the script.
+    tests = sorted((SCRIPT.parents[1] / "tests").glob("test_*.py"))
+    own_checks = [
+        f"{path.name}:{number}"
+        for path in tests
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"skipif\(\s*not\s+torch\.cuda\.is_available", line)
+    ]
+    assert own_checks == []
+    marked = {f"tests/{path.name}" for path in tests if "pytest.mark.cuda" in path.read_text()}
+    assert {"tests/test_cuda.py", "tests/test_postprocess_batched.py"} <= marked
+    assert marked == {word for word in pytest_line.split() if word.startswith("tests/")}
     for precision in ("fp32", "bf16"):
         assert any(
             "bench --model fcclip-convnext-large --size 1080x1920 --device cuda" in line

@@ -568,7 +568,7 @@ def test_host_reads_per_batch_do_not_grow_with_segments(monkeypatch) -> None:
     assert count_syncs(30, reference=True) > count_syncs(3, reference=True) > many
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda  # skipped without CUDA (tests/conftest.py); .ci/gpu.sh runs it
 def test_no_cuda_synchronisation_between_the_two_reads() -> None:
     """On CUDA, the device work between the kept-count read and the copy never synchronises
     (torch's sync debug mode raises on any synchronising call)."""
