@@ -1,8 +1,10 @@
 """Counting what would make a CUDA run wait for the device, on the CPU, so that CI (which has no
 GPU) keeps the hot loop free of it. Two levels, since neither sees everything:
 - Python calls that read a tensor on the host (`.item()`, `.tolist()`, `.cpu()`, `int(t)`,
-  `if t:` ...), or whose output size depends on the values (`nonzero`, `unique`, bool indexing);
-  CPU tensors answer these without reaching torch's dispatcher, so only a function mode sees them;
+  `if t:` ...), whose output size depends on the values (`nonzero`, `unique`, bool indexing),
+  or that copy Python data to the device with a blocking copy (`torch.tensor(data, device=...)`,
+  indexing by a Python list; pytorch/pytorch#120996); CPU tensors answer these without reaching
+  torch's dispatcher, so only a function mode sees them;
 - aten operators with a data-dependent output size, or a scalar read, called from anywhere (a
   library function, a kernel's Python decomposition): on CUDA each must copy a count back first.
 torch's own check, `torch.cuda.set_sync_debug_mode("error")`, runs in tests/test_cuda.py and
@@ -73,6 +75,13 @@ def _bool_index(indices: Any) -> bool:
     )
 
 
+def _host_index(indices: Any) -> bool:
+    """A Python list among an indexing call's indices: torch makes a host tensor of it, which
+    a device tensor's indexing then copies over with a synchronising copy."""
+    items = indices if isinstance(indices, tuple) else (indices,)
+    return any(isinstance(item, list) for item in items)
+
+
 def _place() -> str:
     """'model/x.py:12', the innermost frame of streamseg on the stack ('?' when none)."""
     ours = [f for f in traceback.extract_stack() if f.filename.startswith(_PACKAGE)]
@@ -95,12 +104,16 @@ class _Calls(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        bool_index = name in ("__getitem__", "__setitem__") and _bool_index(args[1])
+        indexing = name in ("__getitem__", "__setitem__")
+        bool_index = indexing and (_bool_index(args[1]) or _host_index(args[1]))
+        # A tensor made from Python data straight on a device: a blocking host-to-device copy,
+        # which waits for the device's queue (torch.full or arange make one without a copy).
+        from_host = name in ("tensor", "as_tensor") and kwargs.get("device") is not None
         # Written out as "cpu": a `torch.device` is the model's own device in these CPU runs.
         to_host = name == "to" and any(
             isinstance(a, str) and a.startswith("cpu") for a in (*args[1:], kwargs.get("device"))
         )
-        if name in SYNCING_CALLS or bool_index or to_host:
+        if name in SYNCING_CALLS or bool_index or to_host or from_host:
             self.found[f"{name} at {_place()}"] += 1
         return func(*args, **kwargs)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
-from streamseg.model.ms_deform_attn import MSDeformAttn, ms_deform_attn_sample
+from streamseg.model.ms_deform_attn import MSDeformAttn, level_sizes, ms_deform_attn_sample
 from streamseg.model.pixel_decoder import reference_points, sine_position_embedding
 
 
@@ -122,3 +123,11 @@ def test_sine_position_embedding_values() -> None:
     torch.testing.assert_close(pos[0, 2, 1, 0], torch.tensor(math.sin(y_last / 100)))  # 1e4^(2/4)
     torch.testing.assert_close(pos[0, 4, 0, 0], torch.tensor(math.sin(x_first)))
     torch.testing.assert_close(pos[0, 7, 0, 0], torch.tensor(math.cos(x_first / 100)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_level_sizes_equal_the_tensor_of_the_shapes(dtype: torch.dtype) -> None:
+    shapes = [(100, 178), (50, 89), (25, 45)]
+    want = torch.tensor([[w, h] for h, w in shapes], dtype=dtype)
+    got = level_sizes(shapes, dtype, torch.device("cpu"))
+    assert got.dtype == dtype and torch.equal(got, want)

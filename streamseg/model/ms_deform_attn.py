@@ -138,12 +138,23 @@ class MSDeformAttn(nn.Module):
             batch, num_queries, self.n_heads, self.n_levels, self.n_points
         )
         # Offsets are in pixels of each level: normalize by (W_l, H_l).
-        normalizer = torch.tensor(
-            [[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device
-        )
+        normalizer = level_sizes(spatial_shapes, query.dtype, query.device)
         locations = (
             reference_points[:, :, None, :, None, :]
             + offsets / normalizer[None, None, None, :, None, :]
         )
         out = ms_deform_attn_sample(value, spatial_shapes, locations, weights)
         return self.output_proj(out)
+
+
+def level_sizes(
+    spatial_shapes: list[tuple[int, int]], dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """(L, 2) the (W_l, H_l) of each level, written on `device` by fills: `torch.tensor(data,
+    device=...)` would copy from the host with a blocking copy, which waits for everything
+    queued on an accelerator (pytorch/pytorch#120996) once per encoder layer."""
+    sizes = torch.empty((len(spatial_shapes), 2), dtype=dtype, device=device)
+    for level, (height, width) in enumerate(spatial_shapes):
+        sizes[level, 0] = width
+        sizes[level, 1] = height
+    return sizes

@@ -459,7 +459,11 @@ class Segmenter:
             batch = torch.zeros((self._padded_batch(len(indices)), 3, *padded), device=self.device)
             image_sizes: list[tuple[int, int]] = [(0, 0)] * len(indices)
             for (height, width), rows in by_size.items():
-                batch[rows, :, :height, :width] = self._upload([resized[j] for j in rows])
+                uploaded = self._upload([resized[j] for j in rows])
+                # Row by row: indexing a device tensor by a Python list copies the list over
+                # with a blocking copy, which waits for the device's queue.
+                for k, j in enumerate(rows):
+                    batch[j, :, :height, :width] = uploaded[k]
                 for j in rows:
                     image_sizes[j] = (height, width)
             out = self._predict(
