@@ -105,7 +105,7 @@ class _Calls(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
         indexing = name in ("__getitem__", "__setitem__")
-        bool_index = indexing and (_bool_index(args[1]) or _host_index(args[1]))
+        reads_index = indexing and (_bool_index(args[1]) or _host_index(args[1]))
         # A tensor made from Python data straight on a device: a blocking host-to-device copy,
         # which waits for the device's queue (torch.full or arange make one without a copy).
         from_host = name in ("tensor", "as_tensor") and kwargs.get("device") is not None
@@ -113,7 +113,7 @@ class _Calls(TorchFunctionMode):
         to_host = name == "to" and any(
             isinstance(a, str) and a.startswith("cpu") for a in (*args[1:], kwargs.get("device"))
         )
-        if name in SYNCING_CALLS or bool_index or to_host or from_host:
+        if name in SYNCING_CALLS or reads_index or to_host or from_host:
             self.found[f"{name} at {_place()}"] += 1
         return func(*args, **kwargs)
 

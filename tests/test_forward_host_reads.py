@@ -22,13 +22,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "streamseg" / "data" / "samples" 
 @pytest.fixture(scope="module", params=["shapes-tiny", "tiny-convnext"])
 def segmenter(request: pytest.FixtureRequest) -> Segmenter:
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        name = request.param
-        if name == "shapes-tiny":
-            from streamseg.model.embedded import DEFAULT_MODEL
-
-            name = DEFAULT_MODEL
-        seg = Segmenter.from_pretrained(name, device="cpu")
+        warnings.simplefilter("ignore", UserWarning)  # tiny-convnext: random weights
+        seg = Segmenter.from_pretrained(request.param, device="cpu")
     seg.set_vocabulary("circle,square,triangle,background", cache_dir=None)
     return seg
 

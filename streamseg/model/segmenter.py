@@ -464,7 +464,6 @@ class Segmenter:
                 # with a blocking copy, which waits for the device's queue.
                 for k, j in enumerate(rows):
                     batch[j, :, :height, :width] = uploaded[k]
-                for j in rows:
                     image_sizes[j] = (height, width)
             out = self._predict(
                 batch,
